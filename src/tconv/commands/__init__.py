@@ -1,0 +1,1 @@
+"""Subcommands of the ``tconv`` command line (see :mod:`tconv.cli`)."""

@@ -1,0 +1,208 @@
+"""The canonical op object: a transposed convolution with its weights, in a framework's layouts.
+
+Every adapter (Keras, PyTorch, ONNX, JAX) produces a :class:`TransposedConv`.  It stores the
+kernel in the canonical layout ``(*kernel_size, out_channels, in_channels // groups)`` and knows
+how the framework lays out its data (``data_format``) and its kernel (``kernel_layout``), so that
+results, explanations and exported C speak the framework's own indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import activations, ops
+from .geometry import Axis, Geometry
+
+Crops = list[tuple[int, int]]
+CropRule = Callable[[Sequence[int]], Crops]
+"""Maps the spatial input shape to ``(crop_start, crop_end)`` per axis."""
+
+
+@dataclass(frozen=True)
+class KernelLayout:
+    """How a framework stores the kernel, as a pair of array maps to and from canonical.
+
+    ``to_canonical(w, groups)`` and ``from_canonical(wc, groups)`` only permute, reshape and flip,
+    so :meth:`index` can follow one element through them.
+    """
+
+    name: str
+    to_canonical: Callable[[np.ndarray, int], np.ndarray]
+    from_canonical: Callable[[np.ndarray, int], np.ndarray]
+    axes: str
+    """What each axis of the framework's kernel holds, e.g. ``"(kh, kw, filters, in_channels)"``."""
+
+    def index(self, canonical_shape: Sequence[int], groups: int) -> np.ndarray:
+        """For each canonical kernel position, its index tuple in the framework's kernel.
+
+        Returns an int array of shape ``(*canonical_shape, rank + 2)``.
+        """
+        framework_shape = self.from_canonical(np.empty(canonical_shape), groups).shape
+        flat = np.arange(int(np.prod(framework_shape))).reshape(framework_shape)
+        where = self.to_canonical(flat, groups)
+        return np.stack(np.unravel_index(where, framework_shape), axis=-1)
+
+
+def _keras_to(w: np.ndarray, groups: int) -> np.ndarray:
+    return w
+
+
+KERAS = KernelLayout("keras", _keras_to, _keras_to, "(*kernel_size, filters, in_channels)")
+
+
+def _torch_to_canonical(w: np.ndarray, groups: int) -> np.ndarray:
+    cin, cout_g, *k = w.shape
+    w = w.reshape(groups, cin // groups, cout_g, *k)
+    w = np.moveaxis(w, (0, 1, 2), (-3, -1, -2))  # (*k, G, cout_g, cin_g)
+    return w.reshape(*k, groups * cout_g, cin // groups)
+
+
+def _torch_from_canonical(wc: np.ndarray, groups: int) -> np.ndarray:
+    *k, cout, cin_g = wc.shape
+    w = wc.reshape(*k, groups, cout // groups, cin_g)
+    w = np.moveaxis(w, (-3, -1, -2), (0, 1, 2))  # (G, cin_g, cout_g, *k)
+    return w.reshape(groups * cin_g, cout // groups, *k)
+
+
+TORCH = KernelLayout(
+    "torch",
+    _torch_to_canonical,
+    _torch_from_canonical,
+    "(in_channels, out_channels // groups, *kernel_size)",
+)
+
+
+class TransposedConv:
+    """A transposed convolution with weights, in one framework's layouts.
+
+    Args:
+        kernel: canonical kernel ``(*kernel_size, out_channels, in_channels // groups)``.
+        bias: ``(out_channels,)`` or ``None``.
+        strides, dilation: one int per spatial axis.
+        crops: the framework's rule that maps the spatial input shape to the per-axis
+            ``(crop_start, crop_end)`` (see :class:`tconv.geometry.Axis`).
+        groups: channel groups.
+        activation: a Keras activation name or ``None``.
+        data_format: ``"channels_last"`` (``(N, *spatial, C)``) or ``"channels_first"``.
+        kernel_layout: how the framework stores the kernel.
+        framework: the convention's name, for messages and explanations.
+    """
+
+    def __init__(
+        self,
+        kernel: np.ndarray,
+        bias: np.ndarray | None,
+        strides: Sequence[int],
+        dilation: Sequence[int],
+        crops: CropRule,
+        *,
+        groups: int = 1,
+        activation: str | None = None,
+        data_format: str = "channels_last",
+        kernel_layout: KernelLayout = KERAS,
+        framework: str = "keras",
+    ) -> None:
+        self.kernel = np.asarray(kernel)
+        self.bias = None if bias is None else np.asarray(bias)
+        self.strides = tuple(strides)
+        self.dilation = tuple(dilation)
+        self.crops = crops
+        self.groups = groups
+        self.activation = activations.canonical_name(activation)
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(
+                f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}"
+            )
+        self.data_format = data_format
+        self.kernel_layout = kernel_layout
+        self.framework = framework
+
+    @property
+    def rank(self) -> int:
+        """Number of spatial axes."""
+        return self.kernel.ndim - 2
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return tuple(self.kernel.shape[:-2])
+
+    @property
+    def filters(self) -> int:
+        """Output channels."""
+        return int(self.kernel.shape[-2])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.kernel.shape[-1]) * self.groups
+
+    @property
+    def framework_kernel(self) -> np.ndarray:
+        """The kernel in the framework's own layout."""
+        return self.kernel_layout.from_canonical(self.kernel, self.groups)
+
+    @property
+    def channels_first(self) -> bool:
+        return self.data_format == "channels_first"
+
+    def spatial_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """The spatial part of an input shape ``(N, ...)`` in this layer's data format."""
+        shape = tuple(input_shape)
+        if len(shape) != self.rank + 2:
+            raise ValueError(
+                f"expected an input of rank {self.rank + 2} (batch, {self.rank} spatial axes, "
+                f"channels), got shape {shape}"
+            )
+        channels = shape[1] if self.channels_first else shape[-1]
+        if channels != self.in_channels:
+            raise ValueError(
+                f"input has {channels} channels but the kernel expects {self.in_channels} "
+                f"(input shape {shape}, data_format={self.data_format!r})"
+            )
+        return shape[2:] if self.channels_first else shape[1:-1]
+
+    def geometry(self, spatial: Sequence[int]) -> Geometry:
+        """The canonical geometry for a spatial input shape."""
+        crops = self.crops(tuple(spatial))
+        axes = tuple(
+            Axis(int(n), int(k), int(s), int(d), int(b), int(e))
+            for n, k, s, d, (b, e) in zip(spatial, self.kernel_size, self.strides, self.dilation, crops)
+        )
+        return Geometry(axes, self.in_channels, self.filters, self.groups)
+
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """Output shape (batch axis included) for an input shape, in this layer's layout."""
+        out = self.geometry(self.spatial_shape(input_shape)).out_shape
+        n = input_shape[0]
+        return (n, self.filters, *out) if self.channels_first else (n, *out, self.filters)
+
+    def to_canonical(self, x: np.ndarray) -> np.ndarray:
+        """Data in this layer's layout -> canonical ``(N, *spatial, C)``."""
+        return np.moveaxis(x, 1, -1) if self.channels_first else x
+
+    def from_canonical(self, y: np.ndarray) -> np.ndarray:
+        """Canonical ``(N, *spatial, C)`` -> this layer's layout."""
+        return np.moveaxis(y, -1, 1) if self.channels_first else y
+
+    def forward(self, x: np.ndarray, method: str = "fast") -> np.ndarray:
+        """Apply the layer to ``x`` (this layer's layout); ``method`` is ``"fast"`` or
+        ``"reference"``."""
+        x = np.asarray(x)
+        geometry = self.geometry(self.spatial_shape(x.shape))
+        y = ops.run(
+            self.to_canonical(x), self.kernel, geometry, self.bias, self.activation, method
+        )
+        return np.ascontiguousarray(self.from_canonical(y))
+
+    def __call__(self, x: np.ndarray, method: str = "fast") -> np.ndarray:
+        return self.forward(x, method)
+
+    def __repr__(self) -> str:
+        return (
+            f"TransposedConv({self.framework}, kernel_size={self.kernel_size}, "
+            f"in_channels={self.in_channels}, filters={self.filters}, strides={self.strides}, "
+            f"dilation={self.dilation}, groups={self.groups}, activation={self.activation!r}, "
+            f"data_format={self.data_format!r})"
+        )
