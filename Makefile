@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SYSDEPS := $(VENV)/.sysdeps
 
 .PHONY: demo test lint setup clean bench
 
@@ -18,6 +19,14 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# System tools the tests drive: clang (exported C must build with it), valgrind, and Debian's
+# headless Chromium for the browser test of the HTML page.  Installed once, as root, with apt.
+$(SYSDEPS): $(VENV)/bin/python
+	@if command -v clang >/dev/null && command -v valgrind >/dev/null && command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang valgrind chromium >/dev/null; \
+	else echo "make: need clang, valgrind and chromium (run as root or install them)" >&2; exit 1; fi
+	touch $(SYSDEPS)
+
 demo: $(STAMP)
 	$(VENV)/bin/tconv demo
 
@@ -26,7 +35,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy src
 
-test: $(STAMP) lint
+test: $(STAMP) $(SYSDEPS) lint
 	$(PY) -m pytest -q -n 2 tests
 
 bench: $(STAMP)

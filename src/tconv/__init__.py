@@ -3,12 +3,31 @@
 The core is one canonical geometry (:mod:`tconv.geometry`), a reference implementation and a
 fast path (:mod:`tconv.ops`), and the op object every adapter produces
 (:class:`tconv.layer.TransposedConv`).  The framework adapters live in :mod:`tconv.keras`,
-:mod:`tconv.torch`, :mod:`tconv.onnx` and :mod:`tconv.jax`.
+:mod:`tconv.torch`, :mod:`tconv.onnx` and :mod:`tconv.jax`; the explanation in
+:mod:`tconv.explanation`, the C export in :mod:`tconv.cexport`.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from .geometry import Axis, Geometry
 from .layer import TransposedConv
 
 __version__ = "0.1.0"
 
-__all__ = ["Axis", "Geometry", "TransposedConv", "__version__"]
+# Loaded on first use, so that `import tconv` stays light.
+_LAZY = {
+    "explain": "tconv.explanation",
+    "Explanation": "tconv.explanation",
+    "export_c": "tconv.cexport",
+}
+
+__all__ = ["Axis", "Geometry", "TransposedConv", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tconv' has no attribute {name!r}")

@@ -119,6 +119,8 @@ class TransposedConv:
         self.data_format = data_format
         self.kernel_layout = kernel_layout
         self.framework = framework
+        self.input_shape: tuple[int, ...] | None = None
+        """One input item's shape (no batch axis) in this layer's layout, when known."""
 
     @property
     def rank(self) -> int:
