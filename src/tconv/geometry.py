@@ -153,7 +153,7 @@ class Geometry:
 
     def taps(self, o: Sequence[int]) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
         """All ``(input position, kernel tap)`` pairs that reach spatial output position ``o``."""
-        per_axis = [axis.taps(p) for axis, p in zip(self.axes, o)]
+        per_axis = [axis.taps(p) for axis, p in zip(self.axes, o, strict=True)]
         for combo in itertools.product(*per_axis):
             yield tuple(i for i, _ in combo), tuple(j for _, j in combo)
 

@@ -170,7 +170,9 @@ class TransposedConv:
         crops = self.crops(tuple(spatial))
         axes = tuple(
             Axis(int(n), int(k), int(s), int(d), int(b), int(e))
-            for n, k, s, d, (b, e) in zip(spatial, self.kernel_size, self.strides, self.dilation, crops)
+            for n, k, s, d, (b, e) in zip(
+                spatial, self.kernel_size, self.strides, self.dilation, crops, strict=True
+            )
         )
         return Geometry(axes, self.in_channels, self.filters, self.groups)
 
@@ -193,9 +195,7 @@ class TransposedConv:
         ``"reference"``."""
         x = np.asarray(x)
         geometry = self.geometry(self.spatial_shape(x.shape))
-        y = ops.run(
-            self.to_canonical(x), self.kernel, geometry, self.bias, self.activation, method
-        )
+        y = ops.run(self.to_canonical(x), self.kernel, geometry, self.bias, self.activation, method)
         return np.ascontiguousarray(self.from_canonical(y))
 
     def __call__(self, x: np.ndarray, method: str = "fast") -> np.ndarray:

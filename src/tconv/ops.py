@@ -24,6 +24,7 @@ from . import activations
 from .geometry import Geometry
 
 METHODS = ("fast", "reference")
+Index = tuple[int | slice, ...]
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -78,9 +79,10 @@ def reference(
     for o in np.ndindex(*geometry.out_shape):
         for i, j in geometry.taps(o):
             for g in range(geometry.groups):
-                inputs = xc[(slice(None), *i, slice(g * cin, (g + 1) * cin))]  # (N, cin)
-                weights = kc[(*j, slice(g * cout, (g + 1) * cout))]  # (cout, cin)
-                y[(slice(None), *o, slice(g * cout, (g + 1) * cout))] += inputs @ weights.T
+                source: Index = (slice(None), *i, slice(g * cin, (g + 1) * cin))
+                tap: Index = (*j, slice(g * cout, (g + 1) * cout))
+                target: Index = (slice(None), *o, slice(g * cout, (g + 1) * cout))
+                y[target] += xc[source] @ kc[tap].T  # (N, cin) @ (cin, cout)
     if bias is not None:
         y += bias.astype(dtype)
     return activations.apply(activation, y).astype(x.dtype, copy=False)
@@ -114,7 +116,7 @@ def fast(
     weights = kernel.astype(dtype, copy=False).reshape(*kernel.shape[:-2], g, cout, cin)
     weights = np.ascontiguousarray(np.swapaxes(weights, -1, -2))
     for j in np.ndindex(*kernel.shape[:-2]):
-        ranges = [axis.tap_range(t) for axis, t in zip(geometry.axes, j)]
+        ranges = [axis.tap_range(t) for axis, t in zip(geometry.axes, j, strict=True)]
         if any(count == 0 for _, count, _ in ranges):
             continue
         product = np.matmul(rows, weights[j])  # (G, M, cout)
@@ -122,9 +124,10 @@ def fast(
         src = tuple(slice(i0, i0 + count) for i0, count, _ in ranges)
         dst = tuple(
             slice(o0, o0 + (count - 1) * axis.stride + 1, axis.stride)
-            for (_, count, o0), axis in zip(ranges, geometry.axes)
+            for (_, count, o0), axis in zip(ranges, geometry.axes, strict=True)
         )
-        y[(slice(None), *dst)] += product[(slice(None), *src)]
+        target, source = (slice(None), *dst), (slice(None), *src)
+        y[target] += product[source]
     return activations.apply(activation, y).astype(x.dtype, copy=False)
 
 
