@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("bench", "inspect", "explain", "demo", "export_c", "vectors", "shape")
 
 
 def build_parser() -> argparse.ArgumentParser:

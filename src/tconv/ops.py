@@ -18,12 +18,18 @@ dtype (float16 and bfloat16 are computed in float32 and cast back).
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
+import os
+from collections import OrderedDict
+from typing import Any
+
 import numpy as np
 
 from . import activations
-from .geometry import Geometry
+from .geometry import Axis, Geometry
 
-METHODS = ("fast", "reference")
+METHODS = ("fast", "reference", "native")
 Index = tuple[int | slice, ...]
 
 
@@ -95,40 +101,291 @@ def fast(
     bias: np.ndarray | None = None,
     activation: str | None = None,
 ) -> np.ndarray:
-    """Vectorized: one GEMM per kernel tap, added into the output through a strided view.
+    """Vectorized: a GEMM per kernel tap, added into the output through a strided view.
 
-    Tap ``j`` sends input ``i`` to output ``o = i*stride + j*dilation - crop_start``; per axis the
-    inputs that land inside the output form a range, and their outputs a strided range, so each
-    tap costs one ``(N*|in|, C_in) @ (C_in, C_out)`` product and one strided add.  Extra memory:
-    one GEMM result at a time.
+    With ``M = N*|in|`` input pixels, tap ``j`` of group ``g`` is one
+    ``(M, C_in/G) @ (C_in/G, C_out/G)`` product (the canonical kernel ``(*k, C_out, C_in/G)`` is
+    read transposed, without a copy).  Tap ``j`` sends input ``i`` to output
+    ``o = i*stride + j*dilation - crop_start``; per axis the inputs that land inside the output
+    form a range and their outputs a strided range, so each tap is one strided add.
+
+    Small per-tap GEMMs (``M*C_in*C_out/G**2 < 2**22``) are merged: all taps share one wide
+    ``(M, C_in/G) @ (C_in/G, T*C_out/G)`` GEMM (many tiny GEMMs run badly, worst on a threaded
+    BLAS).  Otherwise each tap has its own GEMM, in blocks (one batched ``matmul``).
+
+    Threads: with per-tap GEMMs, the output is shared out in disjoint parts (by output channels
+    when each part keeps >= 128 of them, else by batch items, else by output rows of the first
+    spatial axis) among as many Python threads as BLAS may use (needs threadpoolctl).  Each
+    thread runs its GEMMs on one BLAS thread and its own strided adds, so that the adds run
+    in parallel too; BLAS's thread count is restored afterwards.
+
+    Extra memory: one block's result (over all threads), at most ``max(output size, 2**20,
+    one tap's result)`` elements and never more than the same-FLOP GEMM result
+    ``(M, T*C_out/G)`` (plus a float32 copy of ``x`` and ``kernel`` for float16/bfloat16
+    data).
     """
     _check(x, kernel, geometry, bias)
     dtype = compute_dtype(x.dtype)
-    n, g = x.shape[0], geometry.groups
+    n, groups = x.shape[0], geometry.groups
     cin, cout = geometry.in_per_group, geometry.out_per_group
-    y = np.zeros((n, *geometry.out_shape, geometry.out_channels), dtype)
-    if bias is not None:
-        y += bias.astype(dtype)
+    y = np.empty((n, *geometry.out_shape, geometry.out_channels), dtype)
+    y[...] = 0 if bias is None else bias.astype(dtype)
     if y.size == 0 or x.size == 0:
         return activations.apply(activation, y).astype(x.dtype, copy=False)
-    rows = x.astype(dtype, copy=False).reshape(-1, g, cin).transpose(1, 0, 2)  # (G, M, cin)
-    # (*k, G, cin, cout): per tap and group, the matrix that maps input to output channels.
-    weights = kernel.astype(dtype, copy=False).reshape(*kernel.shape[:-2], g, cout, cin)
-    weights = np.ascontiguousarray(np.swapaxes(weights, -1, -2))
-    for j in np.ndindex(*kernel.shape[:-2]):
-        ranges = [axis.tap_range(t) for axis, t in zip(geometry.axes, j, strict=True)]
-        if any(count == 0 for _, count, _ in ranges):
-            continue
-        product = np.matmul(rows, weights[j])  # (G, M, cout)
-        product = product.transpose(1, 0, 2).reshape(n, *geometry.in_shape, g * cout)
-        src = tuple(slice(i0, i0 + count) for i0, count, _ in ranges)
-        dst = tuple(
-            slice(o0, o0 + (count - 1) * axis.stride + 1, axis.stride)
-            for (_, count, o0), axis in zip(ranges, geometry.axes, strict=True)
-        )
-        target, source = (slice(None), *dst), (slice(None), *src)
-        y[target] += product[source]
+    taps = list(np.ndindex(*kernel.shape[:-2]))
+    m = x.size // geometry.in_channels
+    xc = x.astype(dtype, copy=False)
+    # (T, G, cout, cin): per tap and group, the matrix from input to output channels.
+    weights = kernel.astype(dtype, copy=False).reshape(len(taps), groups, cout, cin)
+    wide = m * cin * cout < _WIDE_GEMM_MACS
+    block = max(1, max(y.size, 1 << 20) // (m * groups * cout))  # taps per GEMM block
+    blas = _blas_libraries()
+    threads = min((lib.num_threads for lib in blas), default=1)
+    jobs = [] if wide or threads < 2 else _jobs(y, xc, geometry, threads)
+    if len(jobs) < 2:
+        _accumulate(y, xc, weights, geometry, taps, slice(0, cout), wide, block)
+        return activations.apply(activation, y).astype(x.dtype, copy=False)
+    saved = [lib.num_threads for lib in blas]
+    for lib in blas:
+        lib.set_num_threads(1)
+    try:
+        pool = _pool(threads)
+        for done in [
+            pool.submit(_accumulate, y_part, x_part, weights, part, taps, channels, False, block)
+            for y_part, x_part, part, channels in jobs
+        ]:
+            done.result()
+    finally:
+        for lib, count in zip(blas, saved, strict=True):
+            lib.set_num_threads(count)
     return activations.apply(activation, y).astype(x.dtype, copy=False)
+
+
+Job = tuple[np.ndarray, np.ndarray, Geometry, slice]
+"""Part of the work for one thread: ``(y part, x part, its geometry, output channels)``."""
+
+
+def _split_kind(batch: int, geometry: Geometry, threads: int) -> str:
+    """How to share the work among threads: by ``"channels"``, ``"batch"`` or ``"rows"``.
+
+    Channel parts keep their strided adds long only when they are wide; otherwise the batch
+    items, or else the output rows of the first spatial axis, are shared out.
+    """
+    if geometry.out_per_group >= _WIDE_CHANNEL_PART * threads:
+        return "channels"
+    if batch >= threads:
+        return "batch"
+    if geometry.axes[0].size >= _MIN_ROWS_PER_THREAD * threads:
+        return "rows"
+    return "channels"
+
+
+def _jobs(y: np.ndarray, x: np.ndarray, geometry: Geometry, threads: int) -> list[Job]:
+    """Disjoint parts of the output, each with the input and geometry that produce it."""
+    cout = geometry.out_per_group
+    kind = _split_kind(x.shape[0], geometry, threads)
+    if kind == "batch":
+        return [(y[a:b], x[a:b], geometry, slice(0, cout)) for a, b in _parts(x.shape[0], threads)]
+    if kind == "rows":
+        return [job for a, b in _parts(y.shape[1], threads) if (job := _rows(y, x, geometry, a, b))]
+    threads = min(threads, cout // _MIN_CHANNELS_PER_THREAD)
+    return [(y, x, geometry, slice(a, b)) for a, b in _parts(cout, threads)]
+
+
+def _parts(length: int, count: int) -> list[tuple[int, int]]:
+    """``count`` near-equal non-empty ranges covering ``range(length)`` (fewer if short)."""
+    bounds = [length * k // max(count, 1) for k in range(max(count, 1) + 1)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _rows(y: np.ndarray, x: np.ndarray, geometry: Geometry, a: int, b: int) -> Job | None:
+    """Output rows ``a:b`` of the first spatial axis: the input rows that reach them (a halo of
+    ``ceil(span/stride)`` rows is shared with the neighbours) and their geometry, whose crops
+    select those rows.  None when only the bias reaches them."""
+    axis = geometry.axes[0]
+    lo = max(0, -((axis.dilation * (axis.kernel - 1) - a - axis.crop_start) // axis.stride))
+    hi = min(axis.size, (b - 1 + axis.crop_start) // axis.stride + 1)
+    if hi <= lo:
+        return None
+    start = axis.crop_start + a - lo * axis.stride
+    end = (hi - lo - 1) * axis.stride + axis.span - start - (b - a)
+    part = Axis(hi - lo, axis.kernel, axis.stride, axis.dilation, start, end)
+    sub = Geometry(
+        (part, *geometry.axes[1:]), geometry.in_channels, geometry.out_channels, geometry.groups
+    )
+    return y[:, a:b], x[:, lo:hi], sub, slice(0, geometry.out_per_group)
+
+
+def _accumulate(
+    y: np.ndarray,
+    x: np.ndarray,
+    weights: np.ndarray,
+    geometry: Geometry,
+    taps: list[tuple[int, ...]],
+    channels: slice,
+    wide: bool,
+    block: int,
+) -> None:
+    """Add every tap's product into output channels ``channels`` of every group of ``y``.
+
+    ``x`` is ``(N, *geometry.in_shape, C_in)``, ``weights`` ``(T, G, cout, cin)``; ``block``
+    taps share one (batched) GEMM, a ``wide`` one when set.
+    """
+    n, groups, cin = x.shape[0], geometry.groups, geometry.in_per_group
+    m = x.size // geometry.in_channels
+    rows = x.reshape(m, groups, cin).transpose(1, 0, 2)  # (G, M, cin); copies a strided part
+    weights = weights[:, :, channels]
+    part = weights.shape[2]
+    for t0 in range(0, len(taps), block):
+        w = weights[t0 : t0 + block]
+        t = len(w)
+        if wide:  # one (M, cin) @ (cin, t*part) product per group, viewed as (t, G, M, part)
+            w = w.transpose(1, 0, 2, 3).reshape(groups, t * part, cin)  # a view when G == 1
+            product = np.matmul(rows, w.transpose(0, 2, 1)).reshape(groups, m, t, part)
+            product = product.transpose(2, 0, 1, 3)
+        else:  # one (M, cin) @ (cin, part) product per tap and group: (t, G, M, part)
+            product = np.matmul(rows, w.transpose(0, 1, 3, 2))
+        product = product.reshape(t, groups, n, *geometry.in_shape, part)
+        for j, tap_product in zip(taps[t0 : t0 + block], product, strict=True):
+            _scatter_tap(y, tap_product, geometry, j, channels)
+        del product, tap_product  # free this block before the next one is allocated
+
+
+def _scatter_tap(
+    y: np.ndarray,
+    product: np.ndarray,
+    geometry: Geometry,
+    j: tuple[int, ...],
+    channels: slice,
+) -> None:
+    """Add tap ``j``'s per-group products ``(G, N, *in, part)`` into ``channels`` of each group."""
+    where = _tap_slices(geometry, j)
+    if where is None:
+        return
+    src, dst = where
+    cout = geometry.out_per_group
+    for g, group_product in enumerate(product):
+        target = (slice(None), *dst, slice(g * cout + channels.start, g * cout + channels.stop))
+        y[target] += group_product[(slice(None),) + src]
+
+
+@functools.lru_cache(maxsize=4096)
+def _tap_slices(
+    geometry: Geometry, j: tuple[int, ...]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """Tap ``j``'s input ranges and strided output ranges per axis; None if it reaches nothing."""
+    ranges = [axis.tap_range(t) for axis, t in zip(geometry.axes, j, strict=True)]
+    if any(count == 0 for _, count, _ in ranges):
+        return None
+    src = tuple(slice(i0, i0 + count) for i0, count, _ in ranges)
+    dst = tuple(
+        slice(o0, o0 + (count - 1) * axis.stride + 1, axis.stride)
+        for (_, count, o0), axis in zip(ranges, geometry.axes, strict=True)
+    )
+    return src, dst
+
+
+_WIDE_GEMM_MACS = 1 << 22
+"""Per-tap GEMMs of fewer multiply-adds than this are merged into one wide GEMM: small GEMMs run
+badly, worst on a threaded BLAS, where every call pays a thread hand-off (and, when another
+process holds the other cores, a scheduler time slice)."""
+
+_MIN_CHANNELS_PER_THREAD = 16
+"""A split by output channels gives every thread at least this many channels per group."""
+
+_WIDE_CHANNEL_PART = 128
+"""Channel parts at least this wide are preferred (their strided adds stay long)."""
+
+_MIN_ROWS_PER_THREAD = 4
+"""A split by output rows needs at least this many input rows per thread (halos cost)."""
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController().select(user_api="blas")
+
+
+def _blas_libraries() -> list[Any]:
+    """NumPy's BLAS libraries as threadpoolctl controls them (none without threadpoolctl)."""
+    controller = _blas_controller()
+    return [] if controller is None else list(controller.lib_controllers)
+
+
+@functools.cache
+def _pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="tconv")
+
+
+def cache_dir() -> str:
+    """Where compiled layers are kept: ``$XDG_CACHE_HOME/tconv`` (default ``~/.cache/tconv``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "tconv")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+_NATIVE_FLAGS = ("-O3", "-march=native", "-ffp-contract=fast")
+_native_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None, Any]] = (
+    OrderedDict()
+)
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is b or (a is not None and b is not None and np.array_equal(a, b))
+
+
+def native(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    geometry: Geometry,
+    bias: np.ndarray | None = None,
+    activation: str | None = None,
+) -> np.ndarray:
+    """tconv's own fast C (:mod:`tconv.cexport`, style ``"fast"``), called through ctypes.
+
+    The C is compiled once per geometry with the system compiler (``$CC``, ``cc``, ``gcc`` or
+    ``clang``; ``-O3 -march=native``, OpenMP on all cores) and cached under :func:`cache_dir`;
+    the last few layers stay loaded (a changed kernel or bias is noticed: they are compared
+    with the loaded copy on every call).  It computes in float32: float32 data only.  Falls back
+    to :func:`fast` for other dtypes, empty data, or when no C compiler is found.
+    """
+    _check(x, kernel, geometry, bias)
+    if x.dtype != np.float32 or x.size == 0 or 0 in geometry.out_shape:
+        return fast(x, kernel, geometry, bias, activation)
+    from .cexport import build_shared, find_compiler
+
+    try:
+        compiler = find_compiler()
+    except RuntimeError:
+        return fast(x, kernel, geometry, bias, activation)
+    key = (geometry, activations.canonical_name(activation), bias is None, compiler)
+    entry = _native_cache.get(key)
+    if entry is None or not (_same(entry[0], kernel) and _same(entry[1], bias)):
+        from .layer import TransposedConv
+
+        layer = TransposedConv(
+            kernel,
+            bias,
+            [a.stride for a in geometry.axes],
+            [a.dilation for a in geometry.axes],
+            lambda spatial: [(a.crop_start, a.crop_end) for a in geometry.axes],
+            groups=geometry.groups,
+            activation=activation,
+        )
+        item = (*geometry.in_shape, geometry.in_channels)
+        compiled = build_shared(
+            layer, item, cflags=_NATIVE_FLAGS, openmp=True, cc=compiler, cache_dir=cache_dir()
+        )
+        entry = (kernel.copy(), None if bias is None else bias.copy(), compiled)
+        _native_cache[key] = entry
+        while len(_native_cache) > 4:
+            _native_cache.popitem(last=False)
+    _native_cache.move_to_end(key)
+    return entry[2](x)
 
 
 def run(
@@ -139,7 +396,9 @@ def run(
     activation: str | None = None,
     method: str = "fast",
 ) -> np.ndarray:
-    """Dispatch to :func:`fast` or :func:`reference` by ``method``."""
+    """Dispatch to :func:`fast`, :func:`reference` or :func:`native` by ``method``."""
+    if method == "native":
+        return native(x, kernel, geometry, bias, activation)
     if method == "fast":
         return fast(x, kernel, geometry, bias, activation)
     if method == "reference":

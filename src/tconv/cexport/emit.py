@@ -1,0 +1,581 @@
+"""C99 source for one layer in three styles, plus the weight array each style reads.
+
+- ``reference``: the gather loops of the definition, one output element at a time::
+
+      y[n, o, f] = act(bias[f] + sum over taps (i, j) with i*stride + j*dilation == o + crop_start
+                                  of sum over c in group(f) of x[n, i, c] * kernel[j, f, c])
+
+- ``fast``: stride-phase (sub-pixel) decomposition.  Output ``o`` of an axis has phase
+  ``r = (o + crop_start) mod stride`` and ``q = (o + crop_start) div stride``; exactly the taps
+  ``j`` with ``j*dilation mod stride == r`` reach it, from input ``i = q - m_j`` where
+  ``m_j = (j*dilation - r) / stride``.  So no product touches an inserted zero and every output
+  is written once.  ``MR`` consecutive outputs of one phase (across rows) and ``NR`` output
+  channels are accumulated in registers (weights pre-packed ``[group][channel block][taps in
+  phase order][in_channels][NR]``), then bias and activation are applied at the store.  Work is
+  split into (item, group, channel block, phase of the outer axes) tasks, which write disjoint
+  outputs: ``#pragma omp parallel for`` over them under ``-fopenmp``, sequential without.
+- ``scatter``: the plain port most people write first (zero the output, scatter every input
+  times every tap, then bias and activation); the baseline of the benchmark.
+
+Every style reads a flat ``weights`` array: its kernel data (``kernel_data``) followed by the
+bias when the layer has one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import cactivations
+from .spec import Spec
+
+STYLES = ("fast", "reference", "scatter")
+_NAMES = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
+BLOCK = (6, 2, 8)
+"""Register block of the fast style: ``(MR outputs, H vectors, VW lanes)``, NR = H*VW filters.
+
+MR*H accumulators + H weights + 1 broadcast fill the 16 vector registers of AVX2."""
+
+
+def check_style(style: str) -> str:
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got style={style!r}")
+    return style
+
+
+# ---------------------------------------------------------------------------- fast-style plan
+
+
+def _phase_order(kernel: int, stride: int, dilation: int) -> list[int]:
+    """Kernel taps sorted by phase ``j*dilation mod stride``, then by ``j``."""
+    return sorted(range(kernel), key=lambda j: ((j * dilation) % stride, j))
+
+
+def _pad3(spec: Spec) -> list[tuple[int, int, int, int, int, int]]:
+    """Per axis (size, kernel, stride, dilation, crop_start, out), padded to 3 axes in front."""
+    axes = [(a.size, a.kernel, a.stride, a.dilation, a.crop_start, a.out) for a in spec.axes]
+    return [(1, 1, 1, 1, 0, 1)] * (3 - len(axes)) + axes
+
+
+def block_sizes(spec: Spec) -> tuple[int, int, int]:
+    """``(MR, H, VW)`` for this layer: the register block is MR outputs of one phase times
+    ``NR = H*VW`` filters, computed as H vectors of VW lanes (see :data:`BLOCK`)."""
+    longest = 1  # the most outputs one phase holds
+    for _, _, stride, _, crop, out in _pad3(spec):
+        longest *= max(len(range((r - crop) % stride, out, stride)) for r in range(stride))
+    mr, h, vw = BLOCK
+    cout_g = spec.geometry.out_per_group
+    if cout_g < vw:
+        vw, h = 1 << (cout_g - 1).bit_length(), 1
+    else:
+        h = min(h, -(-cout_g // vw))
+    return max(1, min(mr, longest)), h, vw
+
+
+def pack_fast(spec: Spec) -> np.ndarray:
+    """The fast style's kernel: ``[G][NCOB][K0][K1][K2][CIN_G][NR]``, taps in phase order."""
+    g = spec.geometry
+    _, h, vw = block_sizes(spec)
+    nr = h * vw
+    k = spec.kernel.reshape(
+        *([1] * (3 - spec.rank)), *spec.kernel.shape
+    )  # (K0, K1, K2, COUT, CIN_G)
+    for axis, (_, kern, stride, dil, _, _) in enumerate(_pad3(spec)):
+        k = np.take(k, _phase_order(kern, stride, dil), axis=axis)
+    ncob = -(-g.out_per_group // nr)
+    k = k.reshape(*k.shape[:3], g.groups, g.out_per_group, g.in_per_group)
+    pad = ncob * nr - g.out_per_group
+    k = np.pad(k, [(0, 0)] * 4 + [(0, pad), (0, 0)])
+    k = k.reshape(*k.shape[:3], g.groups, ncob, nr, g.in_per_group)
+    return np.ascontiguousarray(k.transpose(3, 4, 0, 1, 2, 6, 5)).reshape(-1)
+
+
+def kernel_data(spec: Spec, style: str) -> np.ndarray:
+    """The kernel as the ``style``'s C reads it (flat float32)."""
+    if check_style(style) == "fast":
+        return pack_fast(spec)
+    if style == "scatter":  # [*k][G][CIN_G][COUT_G]: the filter loop reads contiguously
+        g = spec.geometry
+        k = spec.kernel.reshape(*spec.kernel.shape[:-2], g.groups, g.out_per_group, -1)
+        return np.ascontiguousarray(np.swapaxes(k, -1, -2), dtype=np.float32).reshape(-1)
+    return np.ascontiguousarray(spec.kernel, dtype=np.float32).reshape(-1)
+
+
+def weight_blob(spec: Spec, style: str) -> np.ndarray:
+    """``kernel_data`` followed by the bias (if any): the array passed as ``weights``."""
+    parts = [kernel_data(spec, style)]
+    if spec.bias is not None:
+        parts.append(spec.bias.astype(np.float32).reshape(-1))
+    return np.concatenate(parts).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- shared pieces
+
+
+def _int_array(name: str, values: list[int]) -> str:
+    return f"static const int {name}[{len(values)}] = {{{', '.join(map(str, values))}}};"
+
+
+def _defines(pairs: list[tuple[str, object]]) -> tuple[str, str]:
+    """``#define`` lines and the matching ``#undef`` lines (so exports can share a unit)."""
+    width = max(len(k) for k, _ in pairs)
+    defs = "\n".join(f"#define {k:<{width}} {v}" for k, v in pairs)
+    undefs = "\n".join(f"#undef {k}" for k, _ in pairs)
+    return defs, undefs
+
+
+def _store(spec: Spec, value: str) -> str:
+    """``value + bias[f]`` (if any) through the element-wise activation."""
+    if spec.bias is not None:
+        value = f"{value} + bias[f]"
+    return cactivations.store_expr(spec.activation, spec.name, value)
+
+
+def _data_macros(spec: Spec, letter: str, var: str, names: list[str], sizes: str) -> str:
+    """An indexing macro ``X(n, i_h, i_w, c)`` for data in the layer's layout."""
+    ch = "CIN" if letter == "X" else "COUT"
+    dims = [f"{sizes}_{nm[1:].upper()}" for nm in names]
+    order = [ch, *dims] if spec.channels_first else [*dims, ch]
+    idx = ["c", *names] if spec.channels_first else [*names, "c"]
+    expr = "(ptrdiff_t)(n)"
+    for dim, i in zip(order, idx, strict=True):
+        expr = f"({expr} * {dim} + ({i}))"
+    return f"#define {letter}({', '.join(['n', *names, 'c'])}) {var}[{expr}]"
+
+
+def _geometry_comment(spec: Spec) -> str:
+    lines = []
+    for name, a in zip(_NAMES[spec.rank], spec.axes, strict=True):
+        lines.append(
+            f" *   axis {name}: in {a.size}, kernel {a.kernel}, stride {a.stride}, dilation "
+            f"{a.dilation}, crop {a.crop_start} at the start and {a.crop_end} at the end "
+            f"-> out {a.out}"
+        )
+    g = spec.geometry
+    lines.append(
+        f" *   channels {g.in_channels} -> {g.out_channels} in {g.groups} group(s); "
+        f"activation {spec.activation}; bias {'yes' if spec.bias is not None else 'no'}"
+    )
+    return "\n".join(lines)
+
+
+def _common_defines(spec: Spec) -> list[tuple[str, object]]:
+    g = spec.geometry
+    pairs: list[tuple[str, object]] = []
+    for name, a in zip(_NAMES[spec.rank], spec.axes, strict=True):
+        u = name.upper()
+        pairs += [
+            (f"IN_{u}", a.size),
+            (f"OUT_{u}", a.out),
+            (f"K_{u}", a.kernel),
+            (f"S_{u}", a.stride),
+            (f"D_{u}", a.dilation),
+            (f"CROP_{u}", a.crop_start),
+        ]
+    pairs += [
+        ("CIN", g.in_channels),
+        ("COUT", g.out_channels),
+        ("CIN_G", g.in_per_group),
+        ("COUT_G", g.out_per_group),
+    ]
+    return pairs
+
+
+def _loop_setup(spec: Spec) -> tuple[list[str], list[str], list[str], list[str], str, str, str]:
+    """Axis names, output/input/tap loop variables, the ``#define``s and their ``#undef``s,
+    and the data macros X, Y of the loop styles."""
+    names = list(_NAMES[spec.rank])
+    o = [f"o{n}" for n in names]
+    i = [f"i{n}" for n in names]
+    k = [f"k{n}" for n in names]
+    defs, undefs = _defines(_common_defines(spec))
+    macros = _data_macros(spec, "X", "x", i, "IN") + "\n" + _data_macros(spec, "Y", "y", o, "OUT")
+    return names, o, i, k, defs, undefs, macros
+
+
+# ---------------------------------------------------------------------------- reference style
+
+
+def _reference(spec: Spec) -> tuple[str, str]:
+    names, o, i, k, defs, undefs, macros = _loop_setup(spec)
+    kidx = "0"
+    for kk, nm in zip(k, names, strict=True):
+        kidx = f"({kidx}) * K_{nm.upper()} + {kk}" if kidx != "0" else kk
+    kidx = f"(({kidx}) * COUT + f) * CIN_G + c"
+    cond = "  and  ".join(
+        f"{ii}*S_{nm.upper()} + {kk}*D_{nm.upper()} == {oo} + CROP_{nm.upper()}"
+        for ii, kk, oo, nm in zip(i, k, o, names, strict=True)
+    )
+    body = []
+    ind = "    "
+    body.append(f"{ind}int n, {', '.join(o)}, f;")
+    body.append(f"{ind}for (n = 0; n < batch; ++n)")
+    for oo, nm in zip(o, names, strict=True):
+        body.append(f"{ind}for ({oo} = 0; {oo} < OUT_{nm.upper()}; ++{oo})")
+    body.append(f"{ind}for (f = 0; f < COUT; ++f) {{")
+    ind2 = ind * 2
+    body.append(f"{ind2}const int g = f / COUT_G; /* the group of filter f */")
+    body.append(f"{ind2}float acc = 0.0f;")
+    body.append(f"{ind2}int {', '.join(k)}, c;")
+    depth = ind2
+    for ii, kk, oo, nm in zip(i, k, o, names, strict=True):
+        u = nm.upper()
+        body.append(f"{depth}for ({kk} = 0; {kk} < K_{u}; ++{kk}) {{")
+        d2 = depth + ind
+        body.append(
+            f"{d2}/* tap {kk} reaches {oo} from {ii} = ({oo} + CROP_{u} - {kk}*D_{u}) / S_{u} */"
+        )
+        body.append(f"{d2}const int p{nm} = {oo} + CROP_{u} - {kk} * D_{u};")
+        body.append(f"{d2}int {ii};")
+        body.append(f"{d2}if (p{nm} < 0 || p{nm} % S_{u} != 0) continue;")
+        body.append(f"{d2}{ii} = p{nm} / S_{u};")
+        body.append(f"{d2}if ({ii} >= IN_{u}) continue;")
+        depth = d2
+    body.append(f"{depth}for (c = 0; c < CIN_G; ++c)")
+    body.append(f"{depth}{ind}acc += X(n, {', '.join(i)}, g * CIN_G + c) * kernel[{kidx}];")
+    for _ in names:
+        depth = depth[: -len(ind)]
+        body.append(f"{depth}}}")
+    body.append(f"{ind2}Y(n, {', '.join(o)}, f) = {_store(spec, 'acc')};")
+    body.append(f"{ind}}}")
+    shape = ", ".join(f"K_{n.upper()}" for n in names)
+    head = f"""\
+/* The definition, one output element at a time (see `tconv explain`):
+ *
+ *   y[n, {", ".join(o)}, f] = act(bias[f] + sum over taps with
+ *       {cond}
+ *     of sum over c < CIN_G of x[n, {", ".join(i)}, g*CIN_G + c] * kernel[{", ".join(k)}, f, c])
+ *
+ * where g = f / COUT_G is the group of filter f.  kernel is [{shape}][COUT][CIN_G] (Keras
+ * layout); x and y are in the layer's data format (macros X and Y).
+ */"""
+    code = "\n".join(body)
+    bias = "    const float *bias = w + KERNEL_COUNT;\n" if spec.bias is not None else ""
+    fn = f"""{defs}
+{macros}
+
+{head}
+static void {spec.name}_compute(const float *w, const float *x, float *y, int batch)
+{{
+    const float *kernel = w;
+{bias}{code}
+}}
+"""
+    return fn, undefs + "\n#undef X\n#undef Y"
+
+
+# ---------------------------------------------------------------------------- scatter style
+
+
+def _scatter(spec: Spec) -> tuple[str, str]:
+    names, o, i, k, defs, undefs, macros = _loop_setup(spec)
+    kidx = k[0]
+    for kk, nm in zip(k[1:], names[1:], strict=True):
+        kidx = f"({kidx}) * K_{nm.upper()} + {kk}"
+    ind = "    "
+    lines = [f"{ind}int n, {', '.join(o)}, {', '.join(i)}, {', '.join(k)}, c, f;"]
+    # 1. zero the output
+    loops = (
+        ["for (n = 0; n < batch; ++n)"]
+        + [
+            f"for ({oo} = 0; {oo} < OUT_{nm.upper()}; ++{oo})"
+            for oo, nm in zip(o, names, strict=True)
+        ]
+        + ["for (f = 0; f < COUT; ++f)"]
+    )
+    lines += [f"{ind}{lp}" for lp in loops]
+    lines.append(f"{ind}{ind}Y(n, {', '.join(o)}, f) = 0.0f;")
+    # 2. scatter
+    lines.append(f"{ind}for (n = 0; n < batch; ++n)")
+    lines += [
+        f"{ind}for ({ii} = 0; {ii} < IN_{nm.upper()}; ++{ii})"
+        for ii, nm in zip(i, names, strict=True)
+    ]
+    lines.append(f"{ind}for (c = 0; c < CIN; ++c) {{")
+    depth = ind * 2
+    lines.append(f"{depth}const int g = c / CIN_G;")
+    for ii, kk, oo, nm in zip(i, k, o, names, strict=True):
+        u = nm.upper()
+        lines.append(f"{depth}for ({kk} = 0; {kk} < K_{u}; ++{kk}) {{")
+        depth += ind
+        lines.append(f"{depth}{oo} = {ii} * S_{u} + {kk} * D_{u} - CROP_{u};")
+        lines.append(f"{depth}if ({oo} < 0 || {oo} >= OUT_{u}) continue;")
+    lines.append(f"{depth}for (f = g * COUT_G; f < (g + 1) * COUT_G; ++f)")
+    lines.append(
+        f"{depth}{ind}Y(n, {', '.join(o)}, f) += X(n, {', '.join(i)}, c) * "
+        f"kernel[(({kidx}) * CIN + c) * COUT_G + f - g * COUT_G];"
+    )
+    for _ in names:
+        depth = depth[: -len(ind)]
+        lines.append(f"{depth}}}")
+    lines.append(f"{ind}}}")
+    # 3. bias and activation
+    if spec.bias is not None or spec.activation not in ("linear", *cactivations.ROW_WISE):
+        lines += [f"{ind}{lp}" for lp in loops]
+        target = f"Y(n, {', '.join(o)}, f)"
+        lines.append(f"{ind}{ind}{target} = {_store(spec, target)};")
+    bias = "    const float *bias = w + KERNEL_COUNT;\n" if spec.bias is not None else ""
+    fn = (
+        f"""{defs}
+{macros}
+
+/* Scatter: every input element times every tap, added where it lands
+ *   o = i*S + k*D - CROP  (per axis), then bias and activation.
+ * kernel is [K...][G][CIN_G][COUT_G] (c = g*CIN_G + c_local): the filter loop is contiguous. */
+static void {spec.name}_compute(const float *w, const float *x, float *y, int batch)
+{{
+    const float *kernel = w;
+{bias}"""
+        + "\n".join(lines)
+        + "\n}\n"
+    )
+    return fn, undefs + "\n#undef X\n#undef Y"
+
+
+# ---------------------------------------------------------------------------- fast style
+
+
+def _fast(spec: Spec) -> tuple[str, str]:
+    g = spec.geometry
+    p = spec.name
+    axes = _pad3(spec)
+    mr, h, vw = block_sizes(spec)
+    nr = h * vw
+    in_sp = [a[0] for a in axes]
+    out_sp = [a[5] for a in axes]
+    xs, xs_ch = spec.data_strides(in_sp, g.in_channels)
+    ys, ys_ch = spec.data_strides(out_sp, g.out_channels)
+    pairs: list[tuple[str, object]] = [
+        ("MR", mr),
+        ("NR", nr),
+        ("G", g.groups),
+        ("CIN_G", g.in_per_group),
+        ("COUT_G", g.out_per_group),
+        ("NCOB", -(-g.out_per_group // nr)),
+    ]
+    tables = []
+    for a, (size, kern, stride, dil, crop, out) in enumerate(axes):
+        order = _phase_order(kern, stride, dil)
+        first, count, qfirst, tstart, mvals = [], [], [], [0], []
+        for r in range(stride):
+            o0 = (r - crop) % stride
+            first.append(o0)
+            count.append(len(range(o0, out, stride)))
+            qfirst.append((o0 + crop - r) // stride)
+            taps = [j for j in order if (j * dil) % stride == r]
+            mvals += [(j * dil - r) // stride for j in taps]
+            tstart.append(tstart[-1] + len(taps))
+        pairs += [(f"IN{a}", size), (f"K{a}", kern), (f"S{a}", stride)]
+        pairs += [(f"XS{a}", xs[a]), (f"YS{a}", ys[a])]
+        tables += [
+            f"/* axis {a}: phase r holds outputs first{a}[r] + S{a}*u (u < count{a}[r]), whose q"
+            f" = qfirst{a}[r] + u;\n * its taps are packed taps tap{a}[r] .. tap{a}[r+1]-1, "
+            f"reading input i = q - m{a}[tap]. */",
+            _int_array(f"{p}_first{a}", first),
+            _int_array(f"{p}_count{a}", count),
+            _int_array(f"{p}_qfirst{a}", qfirst),
+            _int_array(f"{p}_tap{a}", tstart),
+            _int_array(f"{p}_m{a}", mvals),
+        ]
+    pairs += [
+        ("XS_CH", xs_ch),
+        ("YS_CH", ys_ch),
+        ("X_ITEM", spec.in_count),
+        ("Y_ITEM", spec.out_count),
+        ("WBLOCK", math.prod(a[1] for a in axes) * g.in_per_group * nr),
+    ]
+    defs, undefs = _defines(pairs)
+    zeros = f"{p}_zeros"
+    bias = "    const float *bias = w + KERNEL_COUNT;\n" if spec.bias is not None else ""
+    store = _store(spec, "acc[m][j]")
+    t = lambda name, a: f"{p}_{name}{a}"  # noqa: E731
+    kernel = _microkernel(mr, h, vw, " " * 20)
+    code = f"""{defs}
+
+{chr(10).join(tables)}
+/* Stands in for inputs outside the image, so that every register block has MR rows. */
+static const float {zeros}[(CIN_G - 1) * XS_CH + 1];
+
+/* Stride-phase decomposition: see the README.  Tasks (item, group, channel block, phase of
+ * axis 0, phase of axis 1) write disjoint outputs. */
+static void {p}_compute(const float *w, const float *x, float *y, int batch)
+{{
+{bias}    const long tasks = (long)batch * G * NCOB * S0 * S1;
+    long task;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (task = 0; task < tasks; ++task) {{
+        const int r1 = (int)(task % S1);
+        const int r0 = (int)(task / S1 % S0);
+        const int cob = (int)(task / ((long)S1 * S0) % NCOB);
+        const int grp = (int)(task / ((long)S1 * S0 * NCOB) % G);
+        const int n = (int)(task / ((long)S1 * S0 * NCOB * G));
+        const int f0 = grp * COUT_G + cob * NR; /* first output channel of the block */
+        const int nf = COUT_G - cob * NR < NR ? COUT_G - cob * NR : NR;
+        const float *xg = x + (ptrdiff_t)n * X_ITEM + (ptrdiff_t)grp * CIN_G * XS_CH;
+        float *yn = y + (ptrdiff_t)n * Y_ITEM;
+        const float *wb = w + (ptrdiff_t)(grp * NCOB + cob) * WBLOCK;
+        int r2, t;
+        for (r2 = 0; r2 < S2; ++r2) {{
+            const int n1 = {t("count", 1)}[r1], n2 = {t("count", 2)}[r2];
+            const int total = {t("count", 0)}[r0] * n1 * n2; /* outputs of phase (r0, r1, r2) */
+            for (t = 0; t < total; t += MR) {{
+                /* a register block: the next MR outputs of this phase (across rows) */
+                const int mr = total - t < MR ? total - t : MR;
+                int q0[MR], q1[MR], q2[MR], a, b, c, m, j, k;
+                ptrdiff_t yoff[MR];
+                float acc[MR][NR];
+                for (m = 0; m < MR; ++m) {{
+                    const int tm = t + (m < mr ? m : 0); /* rows past mr are never stored */
+                    const int u0 = tm / (n1 * n2), u1 = tm / n2 % n1, u2 = tm % n2;
+                    q0[m] = {t("qfirst", 0)}[r0] + u0;
+                    q1[m] = {t("qfirst", 1)}[r1] + u1;
+                    q2[m] = {t("qfirst", 2)}[r2] + u2;
+                    yoff[m] = (ptrdiff_t)({t("first", 0)}[r0] + S0 * u0) * YS0
+                        + (ptrdiff_t)({t("first", 1)}[r1] + S1 * u1) * YS1
+                        + (ptrdiff_t)({t("first", 2)}[r2] + S2 * u2) * YS2;
+                    for (j = 0; j < NR; ++j) acc[m][j] = 0.0f;
+                }}
+                for (a = {t("tap", 0)}[r0]; a < {t("tap", 0)}[r0 + 1]; ++a)
+                for (b = {t("tap", 1)}[r1]; b < {t("tap", 1)}[r1 + 1]; ++b)
+                for (c = {t("tap", 2)}[r2]; c < {t("tap", 2)}[r2 + 1]; ++c) {{
+                    const float *wp = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;
+                    const float *xp[MR];
+                    int live = 0;
+                    for (m = 0; m < MR; ++m) {{
+                        /* the input this tap reads for output m: i = q - m_tap per axis */
+                        const int i0 = q0[m] - {t("m", 0)}[a], i1 = q1[m] - {t("m", 1)}[b];
+                        const int i2 = q2[m] - {t("m", 2)}[c];
+                        const int inside = m < mr && i0 >= 0 && i0 < IN0 && i1 >= 0
+                            && i1 < IN1 && i2 >= 0 && i2 < IN2;
+                        xp[m] = inside ? xg + (ptrdiff_t)i0 * XS0 + (ptrdiff_t)i1 * XS1
+                                             + (ptrdiff_t)i2 * XS2
+                                       : {zeros};
+                        live += inside;
+                    }}
+                    if (live == 0) continue;
+                    /* MR outputs x NR filters in registers, one FMA per product */
+{kernel}
+                }}
+                for (m = 0; m < mr; ++m) {{
+                    float *yo = yn + yoff[m];
+                    for (j = 0; j < nf; ++j) {{
+                        const int f = f0 + j;
+                        yo[(ptrdiff_t)f * YS_CH] = {store};
+                    }}
+                }}
+            }}
+        }}
+    }}
+}}
+"""
+    return code, undefs
+
+
+def _microkernel(mr: int, h: int, vw: int, ind: str) -> str:
+    """The innermost loops: ``acc[m][j + VW*v] += sum over k of xp[m][k] * wp[k][j + VW*v]``.
+
+    The lane loop ``j`` is outermost and the sums are scalars, so the compiler vectorizes ``j``
+    (outer-loop vectorization) and keeps the MR*H sums in registers over the channel loop.
+    """
+    sums = [f"s{m}_{v}" for m in range(mr) for v in range(h)]
+    lines = [
+        f"for (j = 0; j < {vw}; ++j) {{",
+        f"    float {', '.join(f'{x} = 0.0f' for x in sums)};",
+        "    for (k = 0; k < CIN_G; ++k) {",
+        "        const float *wk = wp + (ptrdiff_t)k * NR + j;",
+        "        const ptrdiff_t kx = (ptrdiff_t)k * XS_CH;",
+    ]
+    lines += [f"        const float w{v} = wk[{v * vw}];" for v in range(h)]
+    for m in range(mr):  # one broadcast at a time keeps the H weights in registers
+        fmas = " ".join(f"s{m}_{v} += x * w{v};" for v in range(h))
+        lines.append(f"        {{ const float x = xp[{m}][kx]; {fmas} }}")
+    lines.append("    }")
+    lines += [f"    acc[{m}][j + {v * vw}] += s{m}_{v};" for m in range(mr) for v in range(h)]
+    lines.append("}")
+    return "\n".join(ind + line for line in lines)
+
+
+_GENERATORS = {"reference": _reference, "fast": _fast, "scatter": _scatter}
+
+
+def library_source(spec: Spec, style: str, weights: str) -> str:
+    """``NAME.c``: the layer function for ``style``; weights ``inline`` or passed in."""
+    p, u = spec.name, spec.macro
+    body, undefs = _GENERATORS[check_style(style)](spec)
+    act = cactivations.definitions(spec.activation, p)
+    libm = "#include <math.h>\n" if cactivations.needs_libm(spec.activation) else ""
+    rows = ""
+    if cactivations.is_rowwise(spec.activation):
+        last = spec.out_item[-1]
+        rows = (
+            f"    {p}_{spec.activation}_rows(output, (ptrdiff_t)batch * {u}_OUT_COUNT / {last}, "
+            f"{last}); /* over the last axis */\n"
+        )
+    inline = ""
+    if weights == "inline":
+        inline = f"""
+extern const float {p}_weights[{u}_WEIGHT_COUNT];
+
+int {p}(const float *input, float *output, int batch)
+{{
+    return {p}_with_weights({p}_weights, input, output, batch);
+}}
+"""
+    return f"""\
+/* {p}: transposed convolution generated by tconv (style "{style}").
+ *
+{_geometry_comment(spec)}
+ */
+#include <stddef.h>
+{libm}#include "{p}.h"
+
+#define KERNEL_COUNT {u}_KERNEL_COUNT
+{act}
+{body}
+int {p}_with_weights(const float *weights, const float *input, float *output, int batch)
+{{
+    if (batch < 0) return {u}_ERR_BATCH;
+    if (weights == NULL || input == NULL || output == NULL) return {u}_ERR_NULL;
+    {p}_compute(weights, input, output, batch);
+{rows}    return 0;
+}}
+{inline}
+#undef KERNEL_COUNT
+{undefs}
+"""
+
+
+def c_float(value: float) -> str:
+    """A float32 value as an exact C literal (hex float; INFINITY/NAN need math.h)."""
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "-INFINITY"
+    if value == 0:
+        return "-0.0f" if math.copysign(1.0, value) < 0 else "0.0f"
+    text = float(value).hex()  # exact: a float32 is exactly a double
+    mant, exp = text.split("p")
+    mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}p{exp}f"
+
+
+def weights_source(spec: Spec, blob: np.ndarray) -> str:
+    """``NAME_weights.c``: the weight blob as exact literals."""
+    values = [c_float(v) for v in blob.astype(np.float64).tolist()]
+    rows = [", ".join(values[i : i + 6]) for i in range(0, len(values), 6)]
+    special = any(v in ("NAN", "INFINITY", "-INFINITY") for v in values)
+    head = "#include <math.h>\n" if special else ""
+    body = ",\n    ".join(rows)
+    return f"""\
+/* Weights of {spec.name}: the kernel as the generated code reads it, then the bias.
+ * Hex float literals: every float32 bit is kept. */
+{head}#include "{spec.name}.h"
+
+extern const float {spec.name}_weights[{spec.macro}_WEIGHT_COUNT];
+const float {spec.name}_weights[{spec.macro}_WEIGHT_COUNT] = {{
+    {body}
+}};
+"""

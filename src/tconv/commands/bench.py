@@ -1,0 +1,56 @@
+"""``tconv bench``: time tconv against the frameworks and the same-FLOP GEMM bound."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import benchmark
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark tconv against Keras/TF, PyTorch, ONNX Runtime, JAX and the GEMM bound",
+        description="Time every path on the fixed suite (or --case geometries) in one process: "
+        "warm-up, interleaved rounds, median.  Every path is checked against tconv's result; a "
+        "disagreement is marked in the table and makes the exit status 1.  For honest BLAS "
+        "numbers run it as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE tconv bench`.",
+    )
+    parser.add_argument(
+        "--case",
+        action="append",
+        metavar="SPEC",
+        help=f"a geometry to run instead of the suite, {benchmark.CASE_SYNTAX} "
+        "(Keras Conv*DTranspose, float32), e.g. 1x8x8x1024:512:3:2; repeatable",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny cases, few rounds: a smoke run (CI)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed rounds per case (default 9, quick 2)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of weights and inputs")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="write a bar chart (log scale)")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 9)
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    if args.case:
+        cases = tuple(benchmark.parse_case(text) for text in args.case)
+    else:
+        cases = benchmark.QUICK if args.quick else benchmark.SUITE
+    info, reports = benchmark.run(cases, repeats, args.seed)
+    print(benchmark.table(info, reports))
+    if args.json:
+        benchmark.write_json(args.json, info, reports)
+    if args.plot:
+        benchmark.plot(args.plot, reports)
+    bad = benchmark.failed(reports)
+    for line in bad:
+        print(f"tconv bench: disagreement or failure: {line}", file=sys.stderr)
+    return 1 if bad else 0

@@ -1,0 +1,233 @@
+"""``tconv explain``: how one output element of a transposed convolution is computed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+DESCRIPTION = """\
+Explain one output element of a Keras Conv1D/2D/3DTranspose: every product that enters it, the
+taps grouped by kernel position, the crop/stride arithmetic that picks them, bias, activation
+and the role of the filter.  The layer comes from a model file (MODEL --layer NAME) or from
+Keras-style parameters (--input-shape 8,8,1024 --filters 512 --kernel-size 3 --strides 2
+--padding same) with seeded random weights (--seed) or --weights w.npz (kernel, bias).
+Optional pictures (--png/--svg), animations (--gif/--gather-gif) and an interactive page
+(--html) need the extra tconv[plot] (the page does not)."""
+
+
+def _optional(text: str | None, name: str) -> tuple[int, ...] | None:
+    return None if text is None else _ints(text, name)
+
+
+def _keras_arg(text: str, name: str) -> int | tuple[int, ...]:
+    """One int (Keras repeats it per axis) or a tuple."""
+    values = _ints(text, name)
+    return values[0] if len(values) == 1 else values
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in str(text).replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}")
+    return values
+
+
+def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that describe a layer (shared with ``tconv demo``)."""
+    g = parser.add_argument_group("layer by Keras parameters (when no MODEL is given)")
+    g.add_argument("--input-shape", help="one input item, no batch axis, e.g. 8,8,1024")
+    g.add_argument("--filters", type=int, help="output channels (e.g. 512)")
+    g.add_argument("--kernel-size", default="3", help="e.g. 3 or 3,3 (default 3)")
+    g.add_argument("--strides", default="1", help="e.g. 2 or 2,2 (default 1)")
+    g.add_argument("--padding", default="valid", help="'valid' (default) or 'same'")
+    g.add_argument("--output-padding", help="e.g. 1 or 1,0 (default: None, Keras infers)")
+    g.add_argument("--dilation-rate", default="1", help="default 1")
+    g.add_argument("--data-format", help="channels_last (default) or channels_first")
+    g.add_argument("--activation", help="Keras activation name (default: linear)")
+    g.add_argument(
+        "--use-bias", action=argparse.BooleanOptionalAction, default=True, help="default: yes"
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random kernel (Keras' glorot_uniform), bias N(0, 0.1²) and input N(0, 1) from "
+        "this seed (default 0)",
+    )
+    g.add_argument("--weights", help=".npz with 'kernel' (Keras layout) and optional 'bias'")
+    m = parser.add_argument_group("layer from a model file")
+    m.add_argument("--layer", help="name of the transposed convolution in MODEL")
+    parser.add_argument("--input", help=".npy input in the layer's layout (batch axis optional)")
+
+
+def _from_model(path: str, name: str | None) -> Any:
+    from .. import keras
+
+    layers = keras.load_layers(path)
+    if name is None:
+        if len(layers) == 1:
+            return next(iter(layers.values()))
+        raise ValueError(
+            f"{path} has {len(layers)} transposed convolutions; choose one with --layer: "
+            f"{', '.join(layers)}"
+        )
+    if name not in layers:
+        raise ValueError(
+            f"no transposed convolution named {name!r} in {path}; the ones there are: "
+            f"{', '.join(layers)}"
+        )
+    return layers[name]
+
+
+def _from_parameters(args: argparse.Namespace, rng: np.random.Generator) -> Any:
+    from .. import keras
+
+    shape = _optional(args.input_shape, "--input-shape")
+    if shape is None:
+        raise ValueError("give --input-shape (one input item, e.g. 8,8,1024) or a MODEL file")
+    if args.filters is None:
+        raise ValueError("give --filters (the number of output channels) or a MODEL file")
+    rank = len(shape) - 1
+    classes = {1: keras.Conv1DTranspose, 2: keras.Conv2DTranspose, 3: keras.Conv3DTranspose}
+    if rank not in classes:
+        raise ValueError(
+            f"--input-shape {args.input_shape} must have 2 to 4 entries (1 to 3 spatial axes "
+            "and the channels)"
+        )
+    layer = classes[rank](
+        args.filters,
+        _keras_arg(args.kernel_size, "--kernel-size"),
+        strides=_keras_arg(args.strides, "--strides"),
+        padding=args.padding,
+        output_padding=None
+        if args.output_padding is None
+        else _keras_arg(args.output_padding, "--output-padding"),
+        data_format=args.data_format,
+        dilation_rate=_keras_arg(args.dilation_rate, "--dilation-rate"),
+        activation=args.activation,
+        use_bias=args.use_bias,
+    )
+    layer.input_shape = shape
+    if args.weights:
+        with np.load(args.weights) as data:
+            keys = list(data.keys())
+            kernel = data["kernel"] if "kernel" in data else data[keys[0]]
+            bias = data["bias"] if "bias" in data else (data[keys[1]] if len(keys) > 1 else None)
+        layer.set_weights([kernel] if bias is None or not args.use_bias else [kernel, bias])
+    else:
+        layer.build((1, *shape), seed=args.seed)
+        if layer.use_bias:
+            kernel = layer.get_weights()[0]
+            layer.set_weights([kernel, rng.normal(0, 0.1, layer.filters)])
+    return layer
+
+
+def load(args: argparse.Namespace, model: str | None) -> tuple[Any, np.ndarray]:
+    """The layer and the input (``float32``, batch axis included) the options describe."""
+    rng = np.random.default_rng(args.seed)
+    layer = _from_model(model, args.layer) if model else _from_parameters(args, rng)
+    if args.input:
+        x = np.load(args.input)
+        if x.ndim == layer.rank + 1:
+            x = x[None]
+        layer.spatial_shape(x.shape)  # a clear error for a wrong shape
+    else:
+        if layer.input_shape is None:
+            raise ValueError(
+                f"the model file does not record the input shape of layer "
+                f"{getattr(layer, 'name', '')!r}: give --input x.npy"
+            )
+        x = rng.standard_normal((1, *layer.input_shape)).astype(np.float32)
+    return layer, x
+
+
+def central(layer: Any, x: np.ndarray) -> tuple[int, ...]:
+    """A central output element: batch 0, middle position, middle filter."""
+    shape = layer.output_shape(x.shape)
+    return (0, *(n // 2 for n in shape[1:]))
+
+
+def parse_at(text: str | None, layer: Any, x: np.ndarray) -> tuple[int, ...]:
+    at = _optional(text, "--at")
+    return central(layer, x) if at is None else at
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="explain how one output element of a transposed convolution is computed",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", nargs="?", metavar="MODEL", help="a .keras or .h5 model file")
+    add_layer_arguments(parser)
+    parser.add_argument(
+        "--at",
+        help="output index in the layer's layout, e.g. n,oy,ox,f (channels_last) or n,f,oy,ox "
+        "(channels_first); default: a central element",
+    )
+    parser.add_argument("--all", action="store_true", help="print every product, not a summary")
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    parser.add_argument("--png", metavar="PATH", help="write the element's picture (PNG)")
+    parser.add_argument("--svg", metavar="PATH", help="write the element's picture (SVG)")
+    parser.add_argument("--gif", metavar="PATH", help="write the scatter animation (GIF)")
+    parser.add_argument("--gather-gif", metavar="PATH", help="write the gather animation (GIF)")
+    parser.add_argument("--html", metavar="PATH", help="write the interactive page (HTML)")
+    parser.set_defaults(func=main)
+
+
+def write_outputs(e: Any, args: argparse.Namespace) -> list[str]:
+    """The files the options ask for; returns their descriptions."""
+    from ..explanation import page
+
+    written = []
+    if args.html:
+        page.write(args.html, e.layer, e.x, e.at)
+        written.append(f"interactive page: {args.html}")
+    wants_plots = args.png or args.svg or args.gif or args.gather_gif
+    if wants_plots:
+        from ..explanation import plots
+
+        for path in (args.png, args.svg):
+            if path:
+                plots.element_figure(e, path)
+                written.append(f"picture of {e.at_text}: {path}")
+        if args.gif:
+            plots.scatter_gif(e, args.gif)
+            written.append(f"scatter animation: {args.gif}")
+        if args.gather_gif:
+            plots.gather_gif(e, args.gather_gif)
+            written.append(f"gather animation: {args.gather_gif}")
+    return written
+
+
+def main(args: argparse.Namespace) -> int:
+    layer, x = load(args, args.model)
+    e = explain_at(layer, x, args.at)
+    written = write_outputs(e, args)
+    if args.json:
+        print(e.to_json())
+        for line in written:
+            print(f"wrote {line}", file=sys.stderr)
+    else:
+        print(e.to_text(all=args.all))
+        for line in written:
+            print(f"wrote {line}")
+    return 0
+
+
+def explain_at(layer: Any, x: np.ndarray, at: str | None) -> Any:
+    """:func:`tconv.explain` at the ``--at`` text (an out-of-range index is a ValueError here,
+    so that the command line prints it as an error)."""
+    from ..explanation import explain
+
+    try:
+        return explain(layer, x, parse_at(at, layer, x))
+    except IndexError as err:
+        raise ValueError(f"--at: {err}") from None

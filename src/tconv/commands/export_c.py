@@ -1,0 +1,126 @@
+"""``tconv export-c``: write a layer as C99 (or the runtime library), optionally verified."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from . import explain
+
+DESCRIPTION = """\
+Write a transposed convolution as a small C99 project: NAME.h, NAME.c, NAME_weights.c (exact
+hex-float weights, or a loader for NAME_weights.bin with --weights-file), test_NAME.c with test
+vectors from tconv's engine, Makefile, CMakeLists.txt and README.md.  The layer comes from a
+model file (MODEL --layer NAME) or Keras-style parameters (--input-shape 8,8,1024 --filters 512
+--kernel-size 3 --strides 2 --padding same) with --seed or --weights w.npz.  --verify compiles
+and runs the test ($CC, cc, gcc or clang) and compares with Keras when it is installed.
+`tconv export-c --runtime DIR` writes the runtime library tconv.h/tconv.c instead."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export-c",
+        help="export a layer to C99 (fast or reference style), or the runtime C library",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", nargs="?", metavar="MODEL", help="a .keras or .h5 model file")
+    explain.add_layer_arguments(parser)
+    c = parser.add_argument_group("export")
+    c.add_argument("--out", metavar="DIR", help="folder to write (new or empty)")
+    c.add_argument("--name", default="tconv_layer", help="C name prefix (default tconv_layer)")
+    c.add_argument(
+        "--style",
+        choices=("fast", "reference", "scatter"),
+        default="fast",
+        help="fast: stride-phase, register-blocked, OpenMP (default); reference: the gather "
+        "loops of the definition; scatter: the plain port (a benchmark baseline)",
+    )
+    c.add_argument(
+        "--weights-file",
+        action="store_true",
+        help="weights in NAME_weights.bin with a loader, instead of C literals (big layers)",
+    )
+    c.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    c.add_argument("--verify", action="store_true", help="compile and run the test harness")
+    c.add_argument("--cc", help="C compiler for --verify (default: $CC, cc, gcc, clang)")
+    c.add_argument("--runtime", metavar="DIR", help="write the runtime library tconv.h/tconv.c")
+    c.add_argument("--json", action="store_true", help="print a JSON summary")
+    parser.set_defaults(func=main)
+
+
+def _keras_error(layer: Any, x: np.ndarray, compiled: Any) -> tuple[float | None, str]:
+    """Max |C - Keras| for ``x``, or ``(None, why not)``.  Imports keras only here."""
+    if layer.framework != "keras" or not hasattr(layer, "get_config"):
+        return None, f"not a Keras layer ({layer.framework})"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up log quiet
+    try:
+        import keras
+    except ImportError:
+        return None, "keras is not installed"
+    try:
+        kind = getattr(keras.layers, type(layer).__name__)
+        peer = kind.from_config(layer.get_config())
+        peer.build((None, *x.shape[1:]))
+        peer.set_weights(layer.get_weights())
+        expected = np.asarray(peer(x))
+    except Exception as err:  # keras may not run this layer on this backend/CPU
+        return None, f"keras could not run the layer: {type(err).__name__}: {err}"
+    return float(np.max(np.abs(compiled(x) - expected), initial=0.0)), "keras"
+
+
+def main(args: argparse.Namespace) -> int:
+    from .. import cexport
+
+    if args.runtime:
+        files = cexport.write_runtime(args.runtime, force=args.force)
+        summary: dict[str, Any] = {"files": [str(f) for f in files]}
+        print(json.dumps(summary, indent=2) if args.json else f"wrote {', '.join(map(str, files))}")
+        return 0
+    if not args.out:
+        raise ValueError("give --out DIR (the folder to write) or --runtime DIR")
+    layer, x = explain.load(args, args.model)
+    files = cexport.export_c(
+        layer,
+        args.out,
+        name=args.name,
+        style=args.style,
+        input_shape=x.shape[1:],
+        weights="file" if args.weights_file else "inline",
+        test_input=x,
+        force=args.force,
+    )
+    summary = {"files": [str(f) for f in files], "style": args.style, "name": args.name}
+    status = 0
+    if args.verify:
+        passed, text = cexport.verify(args.out, args.name, cc=args.cc)
+        found = re.search(r"max abs error (\S+)", text)
+        summary["verify"] = {
+            "passed": passed,
+            "harness": text,
+            "max_abs_error_vs_engine": float(found.group(1)) if found else None,
+        }
+        compiled = cexport.build_shared(
+            layer, x.shape[1:], style=args.style, cflags=("-O2",), cc=args.cc, name=args.name
+        )
+        error, source = _keras_error(layer, x.astype(np.float32), compiled)
+        summary["verify"]["max_abs_error_vs_keras"] = error
+        summary["verify"]["keras"] = source if error is None else "compared"
+        status = 0 if passed else 1
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return status
+    print(f"wrote {len(files)} files to {args.out}: {', '.join(f.name for f in files)}")
+    if args.verify:
+        v = summary["verify"]
+        print(v["harness"])
+        if v["max_abs_error_vs_keras"] is None:
+            print(f"Keras comparison skipped: {v['keras']}")
+        else:
+            print(f"max abs error against Keras: {v['max_abs_error_vs_keras']:.3g}")
+    return status

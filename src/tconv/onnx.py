@@ -1,0 +1,302 @@
+"""ONNX ``ConvTranspose`` (opset 11+), in NumPy, as onnxruntime computes it.
+
+Layouts are ONNX's: ``X`` ``(N, C, *spatial)``, ``W`` ``(C, M // group, *kernel_shape)``, ``B``
+``(M,)``, ``Y`` ``(N, M, *out)``.  Pads are ``[x1_begin, x2_begin, ..., x1_end, x2_end]``.
+
+The rule per spatial axis, with ``span = dilation*(k-1) + 1``, ``full = (in-1)*stride + span``
+and ``op = output_padding``; onnxruntime crops ``head`` rows at the start and ``tail`` rows from
+the end of ``full + op`` rows (canonical ``crop_start = head``, ``crop_end = tail - op``):
+
+- ``output_shape`` O given: ``T = max(0, full + op - O)``; ``head = T - T//2`` (the larger half at
+  the start) for NOTSET, SAME_LOWER and VALID, ``head = T//2`` for SAME_UPPER; ``out = O``
+  (``pads`` are ignored).
+- ``SAME_UPPER`` / ``SAME_LOWER``: ``T = max(0, span + op - stride)``, ``head = T//2`` (UPPER) or
+  ``T - T//2`` (LOWER); ``out = full + op - T``.  The spec says ``out = in*stride``; onnxruntime
+  clamps ``T`` at 0, so the output is shorter than that when ``span + op < stride``.
+- ``VALID``: ``head = tail = 0``; ``NOTSET``: ``head, tail`` from ``pads`` (negative pads add zero
+  rows).
+
+onnxruntime also rejects ``output_padding >= max(stride, dilation)``, an output length ``<= 0``,
+and any output whose forward convolution would not give back the input length
+(``trunc((out + head + tail - span) / stride) + 1 != in``): in effect ``output_padding`` must be
+smaller than the stride.  tconv raises ``ValueError`` in exactly those cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .layer import TORCH, CropRule, Crops, TransposedConv
+
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def pads_and_length(
+    size: int,
+    kernel: int,
+    stride: int,
+    dilation: int,
+    auto_pad: str = "NOTSET",
+    pads: tuple[int, int] = (0, 0),
+    output_padding: int = 0,
+    output_shape: int | None = None,
+) -> tuple[int, int, int]:
+    """onnxruntime's ``(head, tail, out)`` for one axis (see the module's rule).
+
+    ``head``/``tail`` are onnxruntime's pads: the rows cropped from the start/end of the
+    ``full + output_padding`` rows (with ``output_shape`` the crop is clamped at 0, and the output
+    then ends in ``out - (full + op - head - tail)`` zero rows); ``out`` is the output length
+    (not validated here).
+    """
+    grown = (size - 1) * stride + dilation * (kernel - 1) + 1 + output_padding  # full + op
+    if output_shape is not None:
+        total = max(0, grown - output_shape)
+        head = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        return head, total - head, output_shape
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        total = max(0, grown - size * stride)
+        head = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        return head, total - head, grown - total
+    head, tail = (0, 0) if auto_pad == "VALID" else pads
+    return head, tail, grown - head - tail
+
+
+def crops(
+    size: int,
+    kernel: int,
+    stride: int,
+    dilation: int,
+    auto_pad: str = "NOTSET",
+    pads: tuple[int, int] = (0, 0),
+    output_padding: int = 0,
+    output_shape: int | None = None,
+) -> tuple[int, int]:
+    """onnxruntime's canonical ``(crop_start, crop_end)`` for one axis: ``(head, tail - op)``,
+    or with ``output_shape`` whatever ``crop_end`` gives that length (zero rows at the end when
+    it exceeds ``full + op``)."""
+    head, _, out = pads_and_length(
+        size, kernel, stride, dilation, auto_pad, pads, output_padding, output_shape
+    )
+    return head, (size - 1) * stride + dilation * (kernel - 1) + 1 - head - out
+
+
+def _trunc_div(a: int, b: int) -> int:
+    """C++ integer division (rounds toward zero), as onnxruntime's check computes it."""
+    return abs(a) // b * (1 if a >= 0 else -1)
+
+
+def crop_rule(
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    auto_pad: str,
+    pads: Sequence[int],
+    output_padding: Sequence[int],
+    output_shape: Sequence[int] | None,
+) -> CropRule:
+    """The :data:`tconv.layer.CropRule` of an ONNX ConvTranspose node; raises ``ValueError``
+    where onnxruntime refuses the input shape."""
+    rank = len(kernel_shape)
+
+    def rule(spatial: Sequence[int]) -> Crops:
+        result = []
+        for i, (n, k, s, d) in enumerate(
+            zip(spatial, kernel_shape, strides, dilations, strict=True)
+        ):
+            op = output_padding[i]
+            # onnxruntime reads an output_shape entry of -1 as "not given" for that axis.
+            o_req = None if output_shape is None or output_shape[i] == -1 else output_shape[i]
+            if o_req is not None and n == 0:
+                raise ValueError(f"Input spatial dimension must be positive. Got: {tuple(spatial)}")
+            head, tail, out = pads_and_length(
+                n, k, s, d, auto_pad, (pads[i], pads[i + rank]), op, o_req
+            )
+            if out <= 0:
+                raise ValueError(
+                    f"Computed output dimension is <= 0 for dim {i}. Input shape: {tuple(spatial)}"
+                )
+            span = d * (k - 1) + 1
+            expected = _trunc_div(out + head + tail - span, s) + 1
+            if expected != n:
+                raise ValueError(
+                    f"the output length {out} of spatial axis {i} is inconsistent with the input "
+                    f"length {n}: its forward convolution gives {expected} (output_padding={op} "
+                    f"may be too large for stride={s}, or output_shape={o_req} too large); "
+                    "onnxruntime refuses it"
+                )
+            result.append((head, (n - 1) * s + span - head - out))
+        return result
+
+    return rule
+
+
+def _ints(value: Any, count: int, name: str, default: int) -> tuple[int, ...]:
+    if value is None:
+        return (default,) * count
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"ConvTranspose attribute {name} must be a list of ints, got {value!r}")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"ConvTranspose attribute {name} must be a list of ints, got {value!r}")
+    if len(value) != count:
+        raise ValueError(
+            f"{name} size ({len(value)}) does not match the expected size ({count}) for "
+            f"{count if name != 'pads' else count // 2} spatial dimensions"
+        )
+    return tuple(int(v) for v in value)
+
+
+def op(
+    W: Any,
+    B: Any = None,
+    *,
+    auto_pad: str = "NOTSET",
+    dilations: Sequence[int] | None = None,
+    group: int = 1,
+    kernel_shape: Sequence[int] | None = None,
+    output_padding: Sequence[int] | None = None,
+    output_shape: Sequence[int] | None = None,
+    pads: Sequence[int] | None = None,
+    strides: Sequence[int] | None = None,
+) -> TransposedConv:
+    """The canonical op of a ConvTranspose node with weights ``W`` ``(C, M // group, *k)`` and
+    bias ``B`` ``(M,)``; attributes as in ONNX (lists of ints, ``auto_pad`` a string).
+
+    ``output_shape`` may hold the spatial sizes or the full ``(N, M, *spatial)`` shape.  The op has
+    ``framework="onnx"``, the TORCH kernel layout (ONNX's is the same) and ``channels_first``
+    data.
+    """
+    w = np.asarray(W)
+    if w.ndim < 3 or w.ndim > 5:
+        raise ValueError(
+            f"W must have 3 to 5 dimensions (C x M/group x k1...kn, 1 to 3 spatial axes), got "
+            f"shape {w.shape}"
+        )
+    rank = w.ndim - 2
+    if isinstance(auto_pad, bytes):
+        auto_pad = auto_pad.decode()
+    if auto_pad not in AUTO_PADS:
+        raise ValueError(
+            f"Unknown AutoPadType String: auto_pad={auto_pad!r}, expected one of {AUTO_PADS}"
+        )
+    if pads is not None and auto_pad != "NOTSET":
+        raise ValueError(
+            f"A Conv/ConvTranspose node has both 'auto_pad' and 'pads' attributes "
+            f"(auto_pad={auto_pad!r}, pads={list(pads)}): auto_pad must be NOTSET with pads"
+        )
+    strides_t = _ints(strides, rank, "strides", 1)
+    dilations_t = _ints(dilations, rank, "dilations", 1)
+    pads_t = _ints(pads, 2 * rank, "pads", 0)
+    output_padding_t = _ints(output_padding, rank, "output_padding", 0)
+    if kernel_shape is not None and tuple(kernel_shape) != w.shape[2:]:
+        raise ValueError(
+            f"kernel_shape is not compatible with W shape. kernel_shape: {list(kernel_shape)} "
+            f"W: {w.shape}"
+        )
+    if any(k <= 0 for k in w.shape[2:]):
+        raise ValueError(f"Kernel size must be positive. Got: W shape {w.shape}")
+    if any(s <= 0 for s in strides_t):
+        raise ValueError(f"All stride values must be positive, got strides={list(strides_t)}")
+    if any(d <= 0 for d in dilations_t):
+        raise ValueError(f"All dilation values must be positive, got dilations={list(dilations_t)}")
+    for i, (p, s, d) in enumerate(zip(output_padding_t, strides_t, dilations_t, strict=True)):
+        if p < 0:
+            raise ValueError(f"Output padding must be non-negative. Got: output_padding={p}")
+        if p >= max(s, d):
+            raise ValueError(
+                f"output_padding[{i}] ({p}) must be less than max(stride, dilation) "
+                f"({max(s, d)}) for spatial dimension {i}."
+            )
+    out_shape_t: tuple[int, ...] | None = None
+    if output_shape is not None:
+        out_shape_t = _ints(list(output_shape), len(output_shape), "output_shape", 0)
+        if len(out_shape_t) not in (rank, rank + 2):
+            raise ValueError(
+                f"output_shape attribute has {len(out_shape_t)} elements, expected {rank} or "
+                f"{rank + 2}."
+            )
+        out_shape_t = out_shape_t[-rank:]
+        if any(o <= 0 and o != -1 for o in out_shape_t):
+            raise ValueError(
+                "Explicit output size must be positive (or -1: computed from the other "
+                f"attributes). Got: output_shape={list(out_shape_t)}"
+            )
+    if not isinstance(group, (int, np.integer)) or isinstance(group, bool) or group <= 0:
+        raise ValueError(f"group must be a positive integer, got group={group!r}")
+    if w.shape[0] % group:
+        raise ValueError(
+            f"Input channels is not divisible by group. W: {w.shape} (num_input_channels "
+            f"{w.shape[0]}) group: {group}"
+        )
+    out_channels = w.shape[1] * group
+    b = None if B is None else np.asarray(B)
+    if b is not None and b.shape != (out_channels,):
+        raise ValueError(
+            "Bias shape is not compatible with number of output channels. It should be a 1-D "
+            f"tensor with size num_output_channels(M). Bias: {b.shape} num_output_channels: "
+            f"{out_channels}"
+        )
+    rule = crop_rule(
+        w.shape[2:], strides_t, dilations_t, auto_pad, pads_t, output_padding_t, out_shape_t
+    )
+    return TransposedConv(
+        TORCH.to_canonical(w, int(group)),
+        b,
+        strides_t,
+        dilations_t,
+        rule,
+        groups=int(group),
+        data_format="channels_first",
+        kernel_layout=TORCH,
+        framework="onnx",
+    )
+
+
+def conv_transpose(
+    X: Any,
+    W: Any,
+    B: Any = None,
+    *,
+    auto_pad: str = "NOTSET",
+    dilations: Sequence[int] | None = None,
+    group: int = 1,
+    kernel_shape: Sequence[int] | None = None,
+    output_padding: Sequence[int] | None = None,
+    output_shape: Sequence[int] | None = None,
+    pads: Sequence[int] | None = None,
+    strides: Sequence[int] | None = None,
+    method: str = "fast",
+) -> np.ndarray:
+    """ONNX ConvTranspose as onnxruntime computes it: ``X`` ``(N, C, *spatial)`` ->
+    ``Y`` ``(N, M, *out)``; ``method`` is ``"fast"`` or ``"reference"``."""
+    conv = op(
+        W,
+        B,
+        auto_pad=auto_pad,
+        dilations=dilations,
+        group=group,
+        kernel_shape=kernel_shape,
+        output_padding=output_padding,
+        output_shape=output_shape,
+        pads=pads,
+        strides=strides,
+    )
+    x = np.asarray(X)
+    w_shape = conv.framework_kernel.shape
+    if x.ndim < 3:
+        raise ValueError(f"Input X must have at least 3 dimensions (N x C x D1...Dn). X: {x.shape}")
+    if x.ndim != len(w_shape):
+        raise ValueError(f"X num_dims does not match W num_dims. X: {x.shape} W: {w_shape}")
+    if x.shape[1] % conv.groups:
+        raise ValueError(
+            f"Input channels is not divisible by group. num_input_channels: {x.shape[1]} "
+            f"group: {conv.groups}"
+        )
+    if x.shape[1] != conv.in_channels:
+        raise ValueError(
+            f"filter number not equal to input channel number. filter_number: {w_shape[0]} "
+            f"num_input_channels: {x.shape[1]}"
+        )
+    return conv.forward(x, method)

@@ -1,0 +1,136 @@
+"""``tconv bench``: the CI smoke run (every path runs and agrees), case syntax, error reporting.
+
+Never a speed threshold: timings on a shared machine say nothing in a unit test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import REQUIRE_PEERS
+
+from tconv import benchmark
+from tconv.cli import main
+
+PEER_NAMES = ("Keras", "PyTorch", "ONNX Runtime", "JAX")
+
+
+def test_quick_runs_every_path_and_all_agree(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # compiled C goes there
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    rc = main(
+        ["bench", "--quick", "--repeats", "1", "--json", str(out_json), "--plot", str(out_png)]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    data = json.loads(out_json.read_text())
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["machine"]["cpu"] and "blas" in data["machine"]
+    assert [c["case"]["name"] for c in data["cases"]] == [c.name for c in benchmark.QUICK]
+    for case in data["cases"]:
+        results = case["results"]
+        by_status = {r["status"] for r in results}
+        assert by_status <= {"ok", "missing"}, results
+        names = " | ".join(r["path"] for r in results)
+        for expected in ("tconv fast", "tconv reference", "tconv native", "bound", *PEER_NAMES):
+            assert expected in names, f"{expected} neither timed nor listed as missing"
+        for r in results:
+            if r["status"] == "missing":
+                assert r["note"], "a missing path says why"
+                assert not (REQUIRE_PEERS and r["kind"] == "peer"), r
+                continue
+            assert r["ms"] > 0 and r["gflops"] > 0
+            if r["kind"] != "bound":
+                assert r["max_error"] <= r["error_bound"], r
+        c_paths = [r for r in results if r["kind"] == "c"]
+        assert {r["status"] for r in c_paths} == {"ok"}, "the C export must build here"
+        assert len(c_paths) == 4
+        memory = case["memory"]  # plus 64 KiB for Python objects, which dominate tiny cases
+        assert memory["fast_extra_bytes"] < (
+            memory["output_bytes"] + memory["gemm_result_bytes"] + 2**16
+        )
+    assert "| quick_2d | tconv fast (NumPy) |" in printed
+
+
+def _fake_peer(offset: float):  # noqa: ANN202
+    def make(layer, geometry, case, x):  # noqa: ANN001, ANN202
+        y = layer(x) + np.float32(offset)
+        return benchmark.Path("fake peer", "peer", lambda: y)
+
+    return make
+
+
+def _fail_peer(*args):  # noqa: ANN002, ANN202
+    raise benchmark.Missing("not installed here")
+
+
+def test_disagreement_is_an_error_and_missing_peers_are_listed(monkeypatch, capsys) -> None:  # noqa: ANN001
+    monkeypatch.setattr(
+        benchmark, "PEERS", (("fake peer", _fake_peer(0.5)), ("absent peer", _fail_peer))
+    )
+    monkeypatch.setattr(benchmark, "_c_paths", _fail_peer)
+    rc = main(["bench", "--case", "tiny=1x4x3x2:3:3:2", "--repeats", "1"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "**WRONG**" in captured.out
+    assert "tiny: fake peer (wrong" in captured.err
+    assert "| tiny | absent peer | " in captured.out and "not installed here" in captured.out
+
+
+def test_agreeing_fake_peer_passes(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(benchmark, "PEERS", (("fake peer", _fake_peer(0.0)),))
+    monkeypatch.setattr(benchmark, "_c_paths", _fail_peer)
+    info, reports = benchmark.run([benchmark.parse_case("1x5x2:2:4:3:valid")], repeats=2)
+    (report,) = reports
+    statuses = {r.path: r.status for r in report.results}
+    assert statuses["fake peer"] == "ok" and statuses["tconv fast (NumPy)"] == "ok"
+    assert benchmark.failed(reports) == []
+    peer = next(r for r in report.results if r.path == "fake peer")
+    assert peer.vs_best_peer == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1x8x8x1024:512:3:2", ("1x8x8x1024_512_3x3_2x2_same", 1, (8, 8), 1024, 512, (3, 3))),
+        ("a=2x16x4:8:16:8:valid", ("a", 2, (16,), 4, 8, (16,))),
+        ("v=1x4x5x6x3:2:3x2x1:2:same", ("v", 1, (4, 5, 6), 3, 2, (3, 2, 1))),
+    ],
+)
+def test_parse_case(text: str, expected: tuple) -> None:
+    case = benchmark.parse_case(text)
+    assert (case.name, case.batch, case.spatial, case.in_channels, case.filters, case.kernel) == (
+        expected
+    )
+    assert benchmark.parse_case(case.spec).spec == case.spec
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1x8x8:512:3:2:full", "does not match"),
+        ("8x1024:512:3:2", "input shape needs N"),
+        ("1x8x8x16:4:3x3x3:2", "kernel size must be one positive int or 2"),
+        ("1x8x8x16:4:3:0", "strides must be one positive int"),
+        ("1x0x8x16:4:3:2", "sizes and channels must be positive"),
+    ],
+)
+def test_bad_case_is_a_clear_cli_error(text: str, message: str, capsys) -> None:  # noqa: ANN001
+    assert main(["bench", "--case", text]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tconv bench: error: --case") and message in err
+
+
+def test_suite_is_the_issue_suite() -> None:
+    specs = {c.name: c.spec for c in benchmark.SUITE}
+    assert specs == {
+        "seed_k3": "1x8x8x1024:512:3x3:2x2:same",
+        "seed_k4": "1x8x8x1024:512:4x4:2x2:same",
+        "seed_k5_b8": "8x8x8x1024:512:5x5:2x2:same",
+        "unet_k3": "1x64x64x128:64:3x3:2x2:same",
+        "dcgan_k4_b16": "16x16x16x256:128:4x4:2x2:same",
+        "audio1d_k16s8": "1x2048x256:128:16:8:same",
+        "vol3d_k3": "1x8x8x8x64:32:3x3x3:2x2x2:same",
+    }

@@ -1,0 +1,41 @@
+"""`tconv demo`: the seed layer end to end, and a small layer with every picture."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import peer
+
+from tconv.cli import main
+
+
+def test_seed_demo(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--no-pictures"]) == 0
+    out = capsys.readouterr().out
+    assert "input  (1, 8, 8, 1024) (channels_last) -> output (1, 16, 16, 512)" in out
+    assert "kernel (3, 3, 512, 1024)" in out and "= 4,719,104 parameters" in out
+    assert "multiply-adds 301,989,888" in out
+    assert out.count("crop 0 at the start, crop 1 at the end -> 16") >= 2
+    assert "Taps (4 of 9 kernel positions, 4096 products)" in out
+    assert "reads only kernel[:, :, 256, :]" in out and "512 such blocks" in out
+    assert "UNEVEN" in out and "phase (1, 1): 1 tap (1,1)" in out
+    diffs = dict(re.findall(r"^  (scatter|gather|zero insertion|phases|matrix)\s+(\S+)", out, re.M))
+    assert set(diffs) == {"scatter", "gather", "zero insertion", "phases", "matrix"}
+    assert all(float(v) < 1e-4 for v in diffs.values())
+    fast_ref = float(re.search(r"max \|fast - reference\| = (\S+)", out).group(1))
+    assert fast_ref < 1e-4
+    assert "In short: every output element" in out
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert len(out.splitlines()) < 110  # about two screens
+
+
+def test_small_demo_with_pictures(tmp_path, capsys):
+    peer("matplotlib")
+    argv = ["demo", "--input-shape", "3,3,4", "--filters", "2", "--kernel-size", "4"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "; even (kernel 4 is divisible by stride 2" in out
+    names = "report.html element.png element.svg overlap.png views.png scatter.gif gather.gif"
+    for name in names.split():
+        assert (tmp_path / name).stat().st_size > 1000, name
+    assert f"Wrote to {tmp_path}/: {', '.join(names.split())}" in out

@@ -1,0 +1,184 @@
+"""tconv.layouts: kernel and padding conversions, checked by running both sides in the real
+frameworks (Keras on TensorFlow, PyTorch, onnxruntime, jax.lax) and comparing outputs."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import assert_close, peer
+from test_onnx import _ort_run
+
+import tconv.keras as tconv_keras
+import tconv.layouts as tl
+
+RANKS = {1: "1d", 2: "2d", 3: "3d"}
+
+
+def _keras(x, kernel, strides, padding, output_padding, dilation=1):
+    keras = peer("keras")
+    y = keras.ops.conv_transpose(
+        x, kernel, strides, padding, output_padding=output_padding, dilation_rate=dilation
+    )
+    return np.asarray(y)
+
+
+def _torch(x_cf, weight, groups=1, **kw):
+    torch = peer("torch")
+    fn = getattr(torch.nn.functional, f"conv_transpose{RANKS[weight.ndim - 2]}")
+    return fn(torch.from_numpy(x_cf), torch.from_numpy(weight), groups=groups, **kw).numpy()
+
+
+def _jax(x, rhs, strides, padding, **kw):
+    jax = peer("jax")
+    return np.asarray(jax.lax.conv_transpose(x, rhs, strides, padding, **kw))
+
+
+def _cf(x):
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1))
+
+
+def _cl(y):
+    return np.moveaxis(y, 1, -1)
+
+
+def test_kernel_roundtrips_and_index_maps():
+    rng = np.random.default_rng(0)
+    for rank in (1, 2, 3):
+        k = rng.standard_normal((*range(2, 2 + rank), 5, 3))
+        for name in tl.KERNEL_LAYOUTS:
+            np.testing.assert_array_equal(
+                tl.convert_kernel(tl.convert_kernel(k, "keras", name), name, "keras"), k
+            )
+    k = rng.standard_normal((2, 3, 5, 4))
+    t = tl.keras_to_tflite(k)
+    for h, w, o, i in itertools.product(range(2), range(3), range(5), range(4)):
+        assert t[o, h, w, i] == k[h, w, o, i]
+    np.testing.assert_array_equal(tl.tflite_to_keras(t), k)
+    np.testing.assert_array_equal(tl.keras_to_torch(k), k.transpose(3, 2, 0, 1))
+    np.testing.assert_array_equal(tl.keras_to_jax(k), k[::-1, ::-1].transpose(0, 1, 3, 2))
+    np.testing.assert_array_equal(tl.keras_to_jax(k, transpose_kernel=True), k)
+    np.testing.assert_array_equal(
+        tl.jax_to_torch(tl.torch_to_jax(tl.keras_to_torch(k))), tl.keras_to_torch(k)
+    )
+    np.testing.assert_array_equal(tl.jax_to_keras(tl.keras_to_jax(k)), k)
+    np.testing.assert_array_equal(tl.jax_to_keras(k, transpose_kernel=True), k)
+    np.testing.assert_array_equal(tl.torch_to_tflite(tl.keras_to_torch(k)), t)
+    # A grouped PyTorch kernel becomes the dense kernel with zero off-group blocks.
+    grouped = rng.standard_normal((4, 3, 2, 2))  # in=4, filters=6, groups=2
+    dense = tl.torch_to_keras(grouped, groups=2)
+    assert dense.shape == (2, 2, 6, 4)
+    assert not dense[:, :, :3, 2:].any() and not dense[:, :, 3:, :2].any()
+    np.testing.assert_array_equal(dense[:, :, 3:, 2:], grouped[2:].transpose(2, 3, 1, 0))
+    with pytest.raises(ValueError, match="unknown kernel layout"):
+        tl.convert_kernel(k, "keras", "caffe")
+    with pytest.raises(ValueError, match="groups=2 applies"):
+        tl.convert_kernel(k, "keras", "torch", groups=2)
+
+
+KERAS_CASES = [
+    (rank, k, s, padding, op)
+    for rank in (1, 2)
+    for k, s in [(3, 2), (4, 2), (2, 3), (3, 1), (5, 3)]
+    for padding in ("same", "valid")
+    for op in (None, 0, s - 1)
+    # Keras on TensorFlow aborts on same + even kernel + output_padding=0 (a TF limitation).
+    if not (padding == "same" and op == 0 and k % 2 == 0)
+]
+
+
+@pytest.mark.parametrize("rank,k,s,padding,op", KERAS_CASES)
+def test_keras_layer_in_torch_onnx_and_jax(rank, k, s, padding, op):
+    """Keras' result == the other framework's, with converted kernel and padding, or a clear
+    NoEquivalentError whose advice (crop or pad the result) reproduces Keras' output."""
+    rng = np.random.default_rng(k * 10 + s)
+    x = rng.standard_normal((2, *(4,) * rank, 3)).astype(np.float32)
+    kernel = rng.standard_normal((*(k,) * rank, 5, 3)).astype(np.float32)
+    expected = _keras(x, kernel, s, padding, op)
+    crops = tl.crops("keras", (4,) * rank, (k,) * rank, s, padding=padding, output_padding=op)
+    terms = 3 * k**rank
+    # JAX: always expressible.
+    jp = tl.padding_for("jax", crops, (k,) * rank, s)
+    assert_close(_jax(x, tl.keras_to_jax(kernel), (s,) * rank, **jp), expected, terms)
+    # ONNX: always expressible (pads may be negative).
+    op_attrs = tl.padding_for("onnx", crops, (k,) * rank, s)
+    y = _ort_run(_cf(x), tl.keras_to_torch(kernel), strides=[s] * rank, **op_attrs)
+    assert_close(_cl(y), expected, terms)
+    # PyTorch: only when crop_start >= 0 and 0 <= start - end < stride.
+    try:
+        tp = tl.padding_for("torch", crops, (k,) * rank, s)
+    except tl.NoEquivalentError as err:
+        b, e = crops[0]
+        assert "drop the last" in str(err) or "bias-only" in str(err)
+        full = _torch(_cf(x), tl.keras_to_torch(kernel), stride=s, padding=max(b, 0))
+        assert b >= 0 and e > b
+        assert_close(_cl(full)[(slice(None), *(slice(0, b - e),) * rank)], expected, terms)
+        return
+    y = _torch(_cf(x), tl.keras_to_torch(kernel), stride=s, **tp)
+    assert_close(_cl(y), expected, terms)
+
+
+TORCH_CASES = [
+    (k, s, p, op, d)
+    for k, s in [(3, 2), (4, 2), (1, 3), (3, 1)]
+    for p in (0, 1, 2)
+    for op in range(s)
+    for d in (1, 2)
+]
+
+
+@pytest.mark.parametrize("k,s,p,op,d", TORCH_CASES)
+def test_torch_layer_in_keras_onnx_and_jax(k, s, p, op, d):
+    rng = np.random.default_rng(k + 10 * s + 100 * p)
+    groups = 2
+    x = rng.standard_normal((2, 4, 5, 4)).astype(np.float32)
+    w = rng.standard_normal((4, 3, k, k)).astype(np.float32)
+    try:
+        expected = _torch(x, w, groups=groups, stride=s, padding=p, output_padding=op, dilation=d)
+    except RuntimeError:
+        return
+    crops = tl.crops("torch", (5, 4), (k, k), s, d, padding=p, output_padding=op)
+    terms = 4 * k * k
+    jp = tl.padding_for("jax", crops, (k, k), s, d)
+    y = _jax(_cl(x), tl.torch_to_jax(w, groups), (s, s), rhs_dilation=(d, d), **jp)
+    assert_close(_cf(y), expected, terms)
+    attrs = tl.padding_for("onnx", crops, (k, k), s, d)
+    y = _ort_run(x, w, group=groups, strides=[s, s], dilations=[d, d], **attrs)
+    assert_close(y, expected, terms)
+    try:
+        kp = tl.padding_for("keras", crops, (k, k), s, d)
+    except tl.NoEquivalentError as err:
+        assert "Cropping" in str(err)
+        return
+    kernel = tl.torch_to_keras(w, groups)
+    if d == 1:
+        y = _keras(_cl(x), kernel, s, **kp)
+    else:  # TensorFlow's CPU kernels refuse dilation > 1: use tconv's Keras adapter
+        y = tconv_keras.conv_transpose(_cl(x), kernel, s, dilation_rate=d, **kp)
+    assert_close(_cf(y), expected, terms)
+
+
+def test_seed_layer_conversions():
+    """The user's layer: Keras same, kernel 3, stride 2 -> the other conventions."""
+    kw = dict(input_shape=(8, 8), kernel_size=(3, 3), strides=2, padding="same")
+    assert tl.convert_padding("keras", "onnx", **kw) == {"auto_pad": "SAME_UPPER"}
+    assert tl.convert_padding("keras", "jax", **kw) == {"padding": "SAME"}
+    with pytest.raises(tl.NoEquivalentError, match="drop the last 1 row"):
+        tl.convert_padding("keras", "torch", **kw)
+    assert issubclass(tl.NoEquivalentError, ValueError)
+    # PyTorch's usual port (padding=1, output_padding=1) crops at the start instead: no Keras.
+    with pytest.raises(tl.NoEquivalentError, match="Cropping"):
+        tl.convert_padding("torch", "keras", (8, 8), (3, 3), 2, padding=1, output_padding=1)
+
+
+def test_onnx_output_shape_and_jax_pairs_convert():
+    c = tl.crops("onnx", (5,), (3,), 2, output_shape=[10])
+    assert c == [(1, 0)]
+    assert tl.padding_for("torch", c, (3,), 2) == {"padding": (1,), "output_padding": (1,)}
+    assert tl.padding_for("jax", [(1, 1)], (3,), 2) == {"padding": [(1, 1)]}
+    assert tl.crops("jax", (4,), (3,), 1, padding=[(2, 2)]) == [(0, 0)]
+    with pytest.raises(tl.NoEquivalentError, match="bias-only"):
+        tl.padding_for("torch", [(-1, 0)], (3,), 2)
+    with pytest.raises(ValueError, match="convention must be one of"):
+        tl.crops("caffe", (4,), (3,))
