@@ -515,3 +515,13 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "no C compiler found (tried no-cc)" in capsys.readouterr().err
     assert cli.main(["export-c", "--runtime", str(tmp_path / "rt")]) == 0
     assert sorted(p.name for p in (tmp_path / "rt").iterdir()) == ["tconv.c", "tconv.h"]
+
+
+def test_build_shared_caches_and_reports_compiler_errors(tmp_path: Path) -> None:
+    layer, shape = grid_layers()[0]
+    first = cexport.build_shared(layer, shape, cache_dir=tmp_path / "cache", cflags=["-O1"])
+    again = cexport.build_shared(layer, shape, cache_dir=tmp_path / "cache", cflags=["-O1"])
+    assert first.path == again.path and first.path.exists()
+    with pytest.raises(RuntimeError, match="compiling failed"):
+        cexport.build_shared(layer, shape, cache_dir=tmp_path / "cache", cflags=["-no-such-flag"])
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # the failed build left nothing

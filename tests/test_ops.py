@@ -46,30 +46,37 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, Geometry, np.ndar
     return x, kernel, geometry, bias, activation
 
 
-_JOBS = ops._jobs
-
-
 def _terms(geometry: Geometry) -> int:
     return geometry.in_per_group * int(np.prod([a.kernel for a in geometry.axes])) + 1
 
 
 @pytest.mark.parametrize(
     ("wide_macs", "split"),
-    [(0, None), (10**12, None), (0, "channels"), (0, "batch"), (0, "rows")],
-    ids=["per-tap", "wide", "threads-channels", "threads-batch", "threads-rows"],
+    [
+        (0, None),
+        (10**12, None),
+        (0, "channels"),
+        (0, "batch"),
+        (0, "rows"),
+        (10**12, "batch"),
+        (10**12, "rows"),
+    ],
+    ids=["per-tap", "wide", "channels", "batch", "rows", "wide-batch", "wide-rows"],
 )
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems())
-def test_fast_matches_reference(wide_macs: int, split: str | None, problem, monkeypatch_module):  # noqa: ANN001
-    """Every strategy: per-tap GEMMs, one wide GEMM, per-tap GEMMs shared out among threads
-    by output channels, batch items or output rows."""
+def test_fast_matches_reference(wide_macs: int, split: str | None, problem) -> None:  # noqa: ANN001
+    """Every strategy: per-tap GEMMs or one wide GEMM, alone or shared out among threads by
+    output channels, batch items or output rows."""
     x, kernel, geometry, bias, activation = problem
-    monkeypatch_module.setattr(ops, "_WIDE_GEMM_MACS", wide_macs)
-    monkeypatch_module.setattr(ops, "_MIN_CHANNELS_PER_THREAD", 1)
-    monkeypatch_module.setattr(ops, "_jobs", _JOBS if split else lambda *args: [])
-    monkeypatch_module.setattr(ops, "_split_kind", lambda *args: split)
     expected = ops.reference(x, kernel, geometry, bias, activation)
-    actual = ops.fast(x, kernel, geometry, bias, activation)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ops, "_WIDE_GEMM_MACS", wide_macs)
+        patch.setattr(ops, "_MIN_CHANNELS_PER_THREAD", 1)
+        patch.setattr(ops, "_PARALLEL_MACS", 0)
+        patch.setattr(ops, "_jobs", ops._jobs if split else lambda *args: [])
+        patch.setattr(ops, "_split_kind", lambda *args: split)
+        actual = ops.fast(x, kernel, geometry, bias, activation)
     assert actual.dtype == x.dtype
     if x.dtype == np.float16:  # both round float32 sums to float16: one float16 ulp apart
         diff = np.abs(actual.astype(np.float32) - expected.astype(np.float32))
@@ -77,12 +84,6 @@ def test_fast_matches_reference(wide_macs: int, split: str | None, problem, monk
         assert float(np.max(diff, initial=0)) <= float(np.finfo(np.float16).eps) * scale
     else:
         assert_close(actual, expected, _terms(geometry))
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 @pytest.mark.parametrize(

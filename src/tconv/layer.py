@@ -8,6 +8,7 @@ results, explanations and exported C speak the framework's own indices.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -35,15 +36,37 @@ class KernelLayout:
     axes: str
     """What each axis of the framework's kernel holds, e.g. ``"(kh, kw, filters, in_channels)"``."""
 
+    def framework_shape(self, canonical_shape: Sequence[int], groups: int) -> tuple[int, ...]:
+        """Shape of the framework's kernel for a canonical kernel of ``canonical_shape``."""
+        stand_in = np.broadcast_to(np.zeros((), np.int8), tuple(canonical_shape))  # no copy
+        return tuple(self.from_canonical(stand_in, groups).shape)
+
+    def flat_index(self, canonical_shape: Sequence[int], groups: int) -> np.ndarray:
+        """For each canonical kernel position, the flat (C order) position of the same weight
+        in the framework's kernel: an int array of shape ``canonical_shape`` (int32 where it
+        fits, one int per weight).  Cached and read-only: explaining many elements of one layer
+        builds it once."""
+        return _flat_index(self, tuple(canonical_shape), groups)
+
     def index(self, canonical_shape: Sequence[int], groups: int) -> np.ndarray:
         """For each canonical kernel position, its index tuple in the framework's kernel.
 
-        Returns an int array of shape ``(*canonical_shape, rank + 2)``.
+        Returns an int array of shape ``(*canonical_shape, rank + 2)``; for a large kernel
+        prefer :meth:`flat_index` and unravel only the positions needed.
         """
-        framework_shape = self.from_canonical(np.empty(canonical_shape), groups).shape
-        flat = np.arange(int(np.prod(framework_shape))).reshape(framework_shape)
-        where = self.to_canonical(flat, groups)
+        framework_shape = self.framework_shape(canonical_shape, groups)
+        where = self.flat_index(canonical_shape, groups)
         return np.stack(np.unravel_index(where, framework_shape), axis=-1)
+
+
+@functools.lru_cache(maxsize=8)
+def _flat_index(layout: KernelLayout, canonical_shape: tuple[int, ...], groups: int) -> np.ndarray:
+    framework_shape = layout.framework_shape(canonical_shape, groups)
+    size = int(np.prod(framework_shape))
+    flat = np.arange(size, dtype=np.int32 if size < 2**31 else np.int64)
+    where = layout.to_canonical(flat.reshape(framework_shape), groups)
+    where.flags.writeable = False
+    return where
 
 
 def _keras_to(w: np.ndarray, groups: int) -> np.ndarray:

@@ -113,9 +113,10 @@ def fast(
     ``(M, C_in/G) @ (C_in/G, T*C_out/G)`` GEMM (many tiny GEMMs run badly, worst on a threaded
     BLAS).  Otherwise each tap has its own GEMM, in blocks (one batched ``matmul``).
 
-    Threads: with per-tap GEMMs, the output is shared out in disjoint parts (by output channels
-    when each part keeps >= 128 of them, else by batch items, else by output rows of the first
-    spatial axis) among as many Python threads as BLAS may use (needs threadpoolctl).  Each
+    Threads: from ``2**24`` multiply-adds on, the output is shared out in disjoint parts (by
+    output channels when each part keeps >= 128 of them and the GEMMs are per tap, else by batch
+    items, else by output rows of the first spatial axis) among as many Python threads as BLAS
+    may use (needs threadpoolctl).  Each
     thread runs its GEMMs on one BLAS thread and its own strided adds, so that the adds run
     in parallel too; BLAS's thread count is restored afterwards.
 
@@ -141,7 +142,8 @@ def fast(
     block = max(1, max(y.size, 1 << 20) // (m * groups * cout))  # taps per GEMM block
     blas = _blas_libraries()
     threads = min((lib.num_threads for lib in blas), default=1)
-    jobs = [] if wide or threads < 2 else _jobs(y, xc, geometry, threads)
+    parallel = threads > 1 and geometry.macs(n) >= _PARALLEL_MACS
+    jobs = _jobs(y, xc, geometry, threads, channels=not wide) if parallel else []
     if len(jobs) < 2:
         _accumulate(y, xc, weights, geometry, taps, slice(0, cout), wide, block)
         return activations.apply(activation, y).astype(x.dtype, copy=False)
@@ -151,7 +153,7 @@ def fast(
     try:
         pool = _pool(threads)
         for done in [
-            pool.submit(_accumulate, y_part, x_part, weights, part, taps, channels, False, block)
+            pool.submit(_accumulate, y_part, x_part, weights, part, taps, channels, wide, block)
             for y_part, x_part, part, channels in jobs
         ]:
             done.result()
@@ -180,14 +182,21 @@ def _split_kind(batch: int, geometry: Geometry, threads: int) -> str:
     return "channels"
 
 
-def _jobs(y: np.ndarray, x: np.ndarray, geometry: Geometry, threads: int) -> list[Job]:
-    """Disjoint parts of the output, each with the input and geometry that produce it."""
+def _jobs(
+    y: np.ndarray, x: np.ndarray, geometry: Geometry, threads: int, channels: bool = True
+) -> list[Job]:
+    """Disjoint parts of the output, each with the input and geometry that produce it.
+
+    ``channels=False`` (wide GEMMs, whose merged weights would be copied per part) allows only
+    batch and row parts."""
     cout = geometry.out_per_group
     kind = _split_kind(x.shape[0], geometry, threads)
     if kind == "batch":
         return [(y[a:b], x[a:b], geometry, slice(0, cout)) for a, b in _parts(x.shape[0], threads)]
     if kind == "rows":
         return [job for a, b in _parts(y.shape[1], threads) if (job := _rows(y, x, geometry, a, b))]
+    if not channels:
+        return []
     threads = min(threads, cout // _MIN_CHANNELS_PER_THREAD)
     return [(y, x, geometry, slice(a, b)) for a, b in _parts(cout, threads)]
 
@@ -292,6 +301,9 @@ process holds the other cores, a scheduler time slice)."""
 
 _MIN_CHANNELS_PER_THREAD = 16
 """A split by output channels gives every thread at least this many channels per group."""
+
+_PARALLEL_MACS = 1 << 24
+"""Problems of fewer multiply-adds run on the calling thread (sharing costs more than it gives)."""
 
 _WIDE_CHANNEL_PART = 128
 """Channel parts at least this wide are preferred (their strided adds stay long)."""

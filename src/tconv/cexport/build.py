@@ -175,11 +175,16 @@ def build_shared(
     folder = base / key
     library = folder / f"lib{name}.so"
     if not library.exists():
+        base.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=base))
         for fname, text in sources.items():
             (build / fname).write_text(text)
         sources_c = [f for f in sources if f.endswith(".c")]
-        compile_c(sources_c, library.name, cc=compiler, cflags=flags, shared=True, cwd=build)
+        try:
+            compile_c(sources_c, library.name, cc=compiler, cflags=flags, shared=True, cwd=build)
+        except RuntimeError:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
         try:
             build.rename(folder)
         except OSError:  # another process built it first

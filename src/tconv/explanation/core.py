@@ -8,7 +8,6 @@ framework's layout (``layer.kernel_layout``).
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 
 from .. import activations, ops
 from ..geometry import Axis, Geometry
-from ..layer import KernelLayout, TransposedConv
+from ..layer import TransposedConv
 
 AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 
@@ -33,27 +32,17 @@ def axis_names(rank: int) -> tuple[str, ...]:
     return AXIS_NAMES[rank]
 
 
-@functools.lru_cache(maxsize=8)
-def _kernel_positions(layout: KernelLayout, shape: tuple[int, ...], groups: int) -> np.ndarray:
-    size = int(np.prod(shape))
-    flat = np.arange(size, dtype=np.int32 if size < 2**31 else np.int64).reshape(shape)
-    where = layout.to_canonical(flat, groups)
-    where.flags.writeable = False
-    return where
-
-
 class KernelIndexer:
     """Maps canonical kernel positions ``(*j, f, c_local)`` to the framework kernel's indices.
 
-    Same construction as :meth:`tconv.layer.KernelLayout.index`, but it keeps only the flat
-    position map (one int per weight) and unravels the few positions asked for, so that a
-    ``3x3x512x1024`` kernel costs one int32 array, not a ``(..., 4)`` int64 table.
+    Keeps the layout's flat position map (one int per weight) and unravels only the positions
+    asked for, so that a ``3x3x512x1024`` kernel costs one int32 array, not a ``(..., 4)`` table.
     """
 
     def __init__(self, layer: TransposedConv) -> None:
-        stand_in = np.broadcast_to(np.zeros((), np.int8), layer.kernel.shape)  # no copy
-        self.shape = tuple(layer.kernel_layout.from_canonical(stand_in, layer.groups).shape)
-        self.where = _kernel_positions(layer.kernel_layout, self.shape, layer.groups)
+        layout, shape = layer.kernel_layout, layer.kernel.shape
+        self.shape = layout.framework_shape(shape, layer.groups)
+        self.where = layout.flat_index(shape, layer.groups)
 
     def __call__(self, j: Sequence[int], f: int) -> np.ndarray:
         """Framework indices of ``kernel[*j, f, :]``: ints ``(in_channels // groups, ndim)``."""
