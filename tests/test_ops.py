@@ -74,7 +74,7 @@ def test_fast_matches_reference(wide_macs: int, split: str | None, problem) -> N
         patch.setattr(ops, "_WIDE_GEMM_MACS", wide_macs)
         patch.setattr(ops, "_MIN_CHANNELS_PER_THREAD", 1)
         patch.setattr(ops, "_PARALLEL_MACS", 0)
-        patch.setattr(ops, "_jobs", ops._jobs if split else lambda *args: [])
+        patch.setattr(ops, "_jobs", ops._jobs if split else lambda *args, **kwargs: [])
         patch.setattr(ops, "_split_kind", lambda *args: split)
         actual = ops.fast(x, kernel, geometry, bias, activation)
     assert actual.dtype == x.dtype
