@@ -71,7 +71,7 @@ def test_disagreement_is_an_error_and_missing_peers_are_listed(monkeypatch, caps
         benchmark, "PEERS", (("fake peer", _fake_peer(0.5)), ("absent peer", _fail_peer))
     )
     monkeypatch.setattr(benchmark, "_c_paths", _fail_peer)
-    rc = main(["bench", "--case", "tiny=1x4x3x2:3:3:2", "--repeats", "1"])
+    rc = main(["bench", "--case", "tiny=1x4x3x2:3:3:2", "--repeats", "1", "--cool-down", "0"])
     captured = capsys.readouterr()
     assert rc == 1
     assert "**WRONG**" in captured.out
@@ -82,7 +82,7 @@ def test_disagreement_is_an_error_and_missing_peers_are_listed(monkeypatch, caps
 def test_agreeing_fake_peer_passes(monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(benchmark, "PEERS", (("fake peer", _fake_peer(0.0)),))
     monkeypatch.setattr(benchmark, "_c_paths", _fail_peer)
-    info, reports = benchmark.run([benchmark.parse_case("1x5x2:2:4:3:valid")], repeats=2)
+    info, reports = benchmark.run([benchmark.parse_case("1x5x2:2:4:3:valid")], 2, cool_down=0)
     (report,) = reports
     statuses = {r.path: r.status for r in report.results}
     assert statuses["fake peer"] == "ok" and statuses["tconv fast (NumPy)"] == "ok"
@@ -134,3 +134,12 @@ def test_suite_is_the_issue_suite() -> None:
         "audio1d_k16s8": "1x2048x256:128:16:8:same",
         "vol3d_k3": "1x8x8x8x64:32:3x3x3:2x2x2:same",
     }
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--repeats", "0"], "--repeats must be >= 1"), (["--cool-down", "-1"], "--cool-down must")],
+)
+def test_bad_options_are_clear_cli_errors(option: list[str], message: str, capsys) -> None:  # noqa: ANN001
+    assert main(["bench", "--quick", *option]) == 2
+    assert message in capsys.readouterr().err

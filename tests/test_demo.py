@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from conftest import peer
 
 from tconv.cli import main
@@ -24,9 +25,18 @@ def test_seed_demo(tmp_path, capsys):
     assert all(float(v) < 1e-4 for v in diffs.values())
     fast_ref = float(re.search(r"max \|fast - reference\| = (\S+)", out).group(1))
     assert fast_ref < 1e-4
-    assert "In short: every output element" in out
+    assert "In short: every output element" in out and "here 4/2/1 taps, by the stride-2×2" in out
     assert (tmp_path / "report.html").stat().st_size > 10_000
     assert len(out.splitlines()) < 110  # about two screens
+
+
+def test_demo_input_file_gives_the_shape(tmp_path, capsys):
+    """`--input x.npy` without --input-shape used to be checked against the seed's 8x8x1024."""
+    x = np.random.default_rng(0).standard_normal((1, 4, 4, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    argv = ["demo", "--input", str(tmp_path / "x.npy"), "--filters", "2", "--no-pictures"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert "input  (1, 4, 4, 3) (channels_last) -> output (1, 8, 8, 2)" in capsys.readouterr().out
 
 
 def test_small_demo_with_pictures(tmp_path, capsys):
@@ -35,6 +45,8 @@ def test_small_demo_with_pictures(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "; even (kernel 4 is divisible by stride 2" in out
+    # Every phase has 4 taps: the summary must not suggest 1/2/4 by phase (the border's counts).
+    assert "here 4 taps in every stride phase; fewer at the border" in out
     names = "report.html element.png element.svg overlap.png views.png scatter.gif gather.gif"
     for name in names.split():
         assert (tmp_path / name).stat().st_size > 1000, name

@@ -108,10 +108,14 @@ def test_bias_only_elements_and_border():
     assert e.value == pytest.approx(layer.bias[2])
     assert "bias alone" in e.to_text()
     assert "not an integer" in e.to_text()
+    # The reason is stated per axis (it used to be "crop rule added or no input reaches").
+    assert "on axis y, p = 1 falls in a gap between the stamps" in e.to_text()
+    assert "axis x" not in e.to_text().split("bias alone")[1].split(")")[0]
     # output_padding adds a zero row at the end: the last row reaches only partly.
     layer, x = keras_op((3,), 1, 1, 2, 2, "valid", op=1)
     e = explain(layer, x, (0, 6, 0))
     assert e.taps == () and "add 1 zero row at the end" in e.to_text()
+    assert "on axis x, p = 6 is outside the full length 0..5: a zero row" in e.to_text()
     assert e.value == pytest.approx(layer(x)[0, 6, 0])
 
 
@@ -232,3 +236,24 @@ def test_onnx_and_jax_ops_explain_in_their_layouts():
     )
     x = rng.standard_normal((1, 3, 4, 5))
     _check_against_forward(layer, x, [(0, 0, 0, 1), (0, 5, 3, 3), (0, 2, 2, 0)])
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_softmax_element_value_and_views(fmt):
+    """softmax mixes a whole output axis: the element's value is the forward's (it used to be
+    softmax of the single preactivation, i.e. 1.0), and every view agrees with the forward."""
+    from tconv.explanation import agreement
+
+    layer = tk.Conv2DTranspose(
+        3, 3, strides=2, padding="same", data_format=fmt, activation="softmax"
+    )
+    shape = (1, 2, 3, 4) if fmt == "channels_first" else (1, 3, 4, 2)
+    x = np.random.default_rng(1).standard_normal(shape)
+    layer.build(x.shape, seed=0)
+    y = layer(x)
+    at = (0, 1, 2, 5) if fmt == "channels_first" else (0, 2, 5, 1)
+    e = explain(layer, x, at)
+    assert e.value == pytest.approx(y[at], rel=1e-12) and e.value != pytest.approx(1.0)
+    axis = "the last spatial axis, y[0, 1, 2, :]" if fmt == "channels_first" else "the 3 output"
+    assert f"(softmax normalises a whole output axis: {axis}" in e.to_text()
+    assert max(agreement(layer, x).values()) < 1e-12

@@ -63,6 +63,8 @@ def test_default_element_and_output_files(tmp_path, capsys):
         (["--at", "a,b"], "--at must be comma-separated integers"),
         (["--output-padding", "2"], "output_padding"),
         (["--padding", "full"], "padding"),
+        (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (["--input-shape=-3,3,2"], "--input-shape -3,3,2: sizes must be >= 0"),
     ],
 )
 def test_errors(capsys, argv, message):
@@ -79,6 +81,37 @@ def test_wrong_input_shape_and_missing_shape(tmp_path, capsys):
     assert code == 2 and "input has 5 channels but the kernel expects 2" in err
     code, _, err = _run(capsys, "--filters", "2")
     assert code == 2 and "give --input-shape" in err
+
+
+def test_bad_files_name_the_option(tmp_path, capsys):
+    """Each file problem is one line naming the option and the file (these used to be NumPy's
+    pickle advice, a context-manager TypeError, or a silently used first array)."""
+    t = tmp_path
+    (t / "notes.txt").write_text("hello\n")
+    np.save(t / "ints.npy", np.zeros((1, 3, 3, 2), np.int32))
+    np.save(t / "x5.npy", np.zeros((1, 5, 5, 2), np.float32))
+    np.save(t / "x.npy", np.zeros((1, 3, 3, 2), np.float32))
+    np.savez(t / "foo.npz", foo=np.zeros((3, 3, 2, 2)))
+    np.savez(t / "k.npz", kernel=np.zeros((3, 3, 2, 2)))
+    np.savez(t / "bad.npz", kernel=np.zeros((3, 3, 5, 2)))
+    cases = [
+        (["--input", str(t / "notes.txt")], f"--input {t / 'notes.txt'}: not a NumPy .npy file"),
+        (["--input", str(t / "none.npy")], f"--input {t / 'none.npy'}: no such file"),
+        (["--input", str(t / "k.npz")], "expected a NumPy .npy file"),
+        (["--input", str(t / "ints.npy")], "dtype int32 is not floating point"),
+        (["--input", str(t / "x5.npy")], "holds items of shape (5, 5, 2) but --input-shape is"),
+        (["--weights", str(t / "x.npy")], "expected a NumPy .npz file"),
+        (["--weights", str(t / "foo.npz")], "no array named 'kernel'"),
+        (["--weights", str(t / "k.npz")], "no array named 'bias'; add one or pass --no-use-bias"),
+        (["--weights", str(t / "bad.npz"), "--no-use-bias"], f"--weights {t / 'bad.npz'}: "),
+    ]
+    for argv, message in cases:
+        code, _, err = _run(capsys, "--input-shape", "3,3,2", "--filters", "2", *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+    code, out, _ = _run(capsys, "--filters", "2", "--input", str(t / "x.npy"))
+    assert code == 0 and out.startswith("y[0, 2, 2, 1] of keras")  # shape from the file
+    code, out, _ = _run(capsys, "--filters", "2", "--weights", str(t / "k.npz"), "--no-use-bias")
+    assert code == 2  # still needs a shape
 
 
 def test_model_file_against_real_keras(tmp_path, capsys):

@@ -246,6 +246,12 @@ def test_optimised_openmp_build_matches(tmp_path: Path) -> None:
     x = np.random.default_rng(0).uniform(-1, 1, (3, *shape)).astype(np.float32)
     np.testing.assert_array_equal(seq(x), par(x))
     assert_close(par(x), project.expected_output(layer, x), terms=9 * 4)
+    cexport.export_c(layer, tmp_path / "e", name="omp", input_shape=shape)
+    for cc in ("gcc", "clang"):  # the pragma compiles warning-free under the strict flags
+        tool(cc)
+        cmd = [cc, *STRICT, "-O2", "-fopenmp", "-c", "omp.c"]
+        done = subprocess.run(cmd, cwd=tmp_path / "e", capture_output=True, text=True)
+        assert done.returncode == 0 and not done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("style", emit.STYLES)
@@ -306,21 +312,24 @@ def test_seed_layer_gcc_and_clang(kernel: int, tmp_path: Path) -> None:
 
 
 def test_fast_style_vectorizes(tmp_path: Path) -> None:
-    """-O3 -march=native turns the register block into vector FMAs (x86 with FMA)."""
+    """-O3 -march=native turns the register block into vector FMAs, with gcc and clang (x86
+    with AVX2 and FMA)."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     if " fma " not in flags or " avx2 " not in flags:
         pytest.skip("the vector FMA check needs an x86 CPU with AVX2 and FMA")
     layer = make_layer((3, 3), 256, 128, strides=(2, 2), crops=[(1, 0), (1, 0)])
     cexport.export_c(layer, tmp_path, name="v", input_shape=(8, 8, 256), weights="file", batch=0)
-    asm = subprocess.run(
-        ["gcc", "-O3", "-march=native", "-S", "-o", "-", "v.c"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    fmas = re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)
-    assert len(fmas) >= 8, "no vector FMAs in the fast style's inner loop"
+    for cc in ("gcc", "clang"):
+        tool(cc)
+        asm = subprocess.run(
+            [cc, "-O3", "-march=native", "-S", "-o", "-", "v.c"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        fmas = re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)
+        assert len(fmas) >= 8, f"{cc}: no vector FMAs in the fast style's inner loop"
 
 
 def test_hex_literals_keep_every_bit(tmp_path: Path) -> None:
@@ -425,6 +434,10 @@ def test_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         cexport.export_c(layer, tmp_path / "s", weights="csv", input_shape=shape)
     with pytest.raises(ValueError, match="input_shape is required"):
         cexport.export_c(layer, tmp_path / "s")
+    layer.input_shape = (None, None, 4)
+    with pytest.raises(ValueError, match="unknown dimensions"):
+        cexport.export_c(layer, tmp_path / "s")
+    layer.input_shape = None
     with pytest.raises(ValueError, match="channels"):
         cexport.export_c(layer, tmp_path / "s", input_shape=(5, 4, 3))
     with pytest.raises(TypeError, match="TransposedConv"):

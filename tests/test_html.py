@@ -94,7 +94,11 @@ def test_click_highlights_and_value_match_explain(browser, tmp_path, name):
             assert _highlighted(page, "k") == {_plane(t.kernel_position, rank) for t in e.taps}
             shown = page.inner_text("#value")
             assert float(shown) == float(e.value)
-            assert f"y[{', '.join(map(str, e.at))}]" in page.inner_text("#element")
+            head = page.inner_text("#element")
+            taps = len(e.taps)
+            assert f"y[{', '.join(map(str, e.at))}]: {taps} tap{'' if taps == 1 else 's'}," in head
+            # The filter's role follows the channel selector (it used to stay at the first).
+            assert page.inner_text("#role") == e.filter_role()
             lines = page.inner_text("#lines")
             assert all(t.input_index in lines for t in e.taps)
     assert errors == [] and requests == [f"file://{tmp_path / name}.html"]

@@ -470,6 +470,27 @@ def test_layer_dilation_against_keras_jax_backend(keras_jax):
         assert_close(layer(x, method=method), expected, 12)
 
 
+@pytest.mark.parametrize("activation", ["softmax", "log_softmax"])
+def test_softmax_of_channels_first_layer_uses_the_last_axis(keras, keras_jax, activation):
+    """Keras' Conv*Transpose.call applies the activation to the output in the layer's layout,
+    so a channels_first softmax normalises the last spatial axis (tconv used to normalise the
+    channels).  TF's CPU kernel has no NCHW: the linear part comes from Keras' JAX backend,
+    the activation from Keras itself."""
+    rng = np.random.default_rng(4)
+    layer = tk.Conv2DTranspose(
+        3, 3, strides=2, padding="same", data_format="channels_first", activation=activation
+    )
+    x = _data(rng, (2, 4, 3, 5))
+    layer.build(x.shape, seed=1)
+    kernel, bias = layer.get_weights()
+    bias = _data(rng, bias.shape)
+    layer.set_weights([kernel, bias])
+    linear = keras_jax(x, kernel, 2, "same", None, "channels_first", 1) + bias[:, None, None]
+    expected = np.asarray(getattr(keras.activations, activation)(linear))
+    for method in METHODS:
+        assert_close(layer(x, method=method), expected, 12)
+
+
 LAYER_REJECTED = [
     ("op >= stride", dict(filters=2, kernel_size=3, strides=2, output_padding=2), "strictly less"),
     ("stride and dilation", dict(filters=2, kernel_size=3, strides=2, dilation_rate=2), "dilation"),

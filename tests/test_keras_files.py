@@ -215,6 +215,14 @@ def test_bad_files(keras, tmp_path):
         ValueError, match=r"badweights\.keras: model\.weights\.h5 is not a readable"
     ):
         tk.load_layers(tmp_path / "badweights.keras")
+    # A truncated .keras (a copy that stopped half way) and a directory: said as such (they
+    # used to be "not a Keras model file ... starts with b'PK..." and "no such file").
+    data = (tmp_path / "good.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.keras: a damaged \.keras \(zip\) archive"):
+        tk.load_layers(tmp_path / "cut.keras")
+    with pytest.raises(ValueError, match=r": is a directory, not a \.keras or \.h5 model file"):
+        tk.load_layers(tmp_path)
 
 
 def test_inspect_command(keras, tmp_path, capsys):

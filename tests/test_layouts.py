@@ -3,7 +3,9 @@ frameworks (Keras on TensorFlow, PyTorch, onnxruntime, jax.lax) and comparing ou
 
 from __future__ import annotations
 
+import ast
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from test_onnx import _ort_run
 
 import tconv.keras as tconv_keras
 import tconv.layouts as tl
+from tconv.layer import TransposedConv
 
 RANKS = {1: "1d", 2: "2d", 3: "3d"}
 
@@ -146,17 +149,30 @@ def test_torch_layer_in_keras_onnx_and_jax(k, s, p, op, d):
     attrs = tl.padding_for("onnx", crops, (k, k), s, d)
     y = _ort_run(x, w, group=groups, strides=[s, s], dilations=[d, d], **attrs)
     assert_close(y, expected, terms)
+    kernel = tl.torch_to_keras(w, groups)
+
+    def keras_run(**kp):
+        if d == 1:
+            return _keras(_cl(x), kernel, s, **kp)
+        # TensorFlow's CPU kernels refuse dilation > 1: use tconv's Keras adapter
+        return tconv_keras.conv_transpose(_cl(x), kernel, s, dilation_rate=d, **kp)
+
     try:
         kp = tl.padding_for("keras", crops, (k, k), s, d)
     except tl.NoEquivalentError as err:
-        assert "Cropping" in str(err)
+        # Follow the advice: the full result, then Keras' Cropping2D, then zero rows (no bias).
+        y = keras_run(padding="valid", output_padding=0)
+        cropping = re.search(r"Cropping2D\(cropping=(.*?)\)(?: and|$)", str(err))
+        if cropping:
+            layer = peer("keras").layers.Cropping2D(ast.literal_eval(cropping.group(1)))
+            y = np.asarray(layer(y))
+        grow = re.search(r"\(start, end\) (\[.*?\])", str(err))
+        if grow:
+            y = np.pad(y, [(0, 0), *ast.literal_eval(grow.group(1)), (0, 0)])
+        assert cropping or grow
+        assert_close(_cf(y), expected, terms)
         return
-    kernel = tl.torch_to_keras(w, groups)
-    if d == 1:
-        y = _keras(_cl(x), kernel, s, **kp)
-    else:  # TensorFlow's CPU kernels refuse dilation > 1: use tconv's Keras adapter
-        y = tconv_keras.conv_transpose(_cl(x), kernel, s, dilation_rate=d, **kp)
-    assert_close(_cf(y), expected, terms)
+    assert_close(_cf(keras_run(**kp)), expected, terms)
 
 
 def test_seed_layer_conversions():
@@ -178,7 +194,38 @@ def test_onnx_output_shape_and_jax_pairs_convert():
     assert tl.padding_for("torch", c, (3,), 2) == {"padding": (1,), "output_padding": (1,)}
     assert tl.padding_for("jax", [(1, 1)], (3,), 2) == {"padding": [(1, 1)]}
     assert tl.crops("jax", (4,), (3,), 1, padding=[(2, 2)]) == [(0, 0)]
-    with pytest.raises(tl.NoEquivalentError, match="bias-only"):
+    with pytest.raises(tl.NoEquivalentError, match=r"prepend 1 row\(s\) of activation\(bias\)"):
         tl.padding_for("torch", [(-1, 0)], (3,), 2)
     with pytest.raises(ValueError, match="convention must be one of"):
         tl.crops("caffe", (4,), (3,))
+
+
+@pytest.mark.parametrize(
+    "crops,s,d",
+    [((0, 1), 2, 1), ((-1, 0), 2, 1), ((-2, -3), 2, 1), ((2, 0), 2, 1), ((3, 0), 1, 2)],
+)
+def test_torch_no_equivalent_advice_reproduces_the_crops(crops, s, d):
+    """Doing what a PyTorch NoEquivalentError says (padding, output_padding, then drop, prepend
+    or append rows) gives the canonical result of these crops, in real PyTorch."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 6, 3)).astype(np.float32)  # (N, L, C)
+    kernel = rng.standard_normal((3, 4, 3)).astype(np.float32)  # Keras (k, filters, in)
+    expected = TransposedConv(kernel, None, (s,), (d,), lambda _: [crops]).forward(x, "reference")
+    with pytest.raises(tl.NoEquivalentError) as info:
+        tl.padding_for("torch", [crops], (3,), s, d)
+    advice = str(info.value)
+    p, op = (
+        ast.literal_eval(m)
+        for m in re.search(r"padding=(\(.*?\)), output_padding=(\(.*?\))", advice).groups()
+    )
+    y = _torch(
+        _cf(x), tl.keras_to_torch(kernel), stride=s, dilation=d, padding=p, output_padding=op
+    )
+    y = _cl(y)
+    count = {
+        w: sum(int(n) for n in re.findall(rf"axis 0: {w} (\d+)", advice))
+        for w in ("drop the first", "drop the last", "prepend", "append")
+    }
+    y = y[:, count["drop the first"] : y.shape[1] - count["drop the last"]]
+    y = np.pad(y, [(0, 0), (count["prepend"], count["append"]), (0, 0)])
+    assert_close(y, expected, 9)

@@ -58,15 +58,13 @@ def _terms(geometry: Geometry) -> int:
         (0, "channels"),
         (0, "batch"),
         (0, "rows"),
-        (10**12, "batch"),
-        (10**12, "rows"),
     ],
-    ids=["per-tap", "wide", "channels", "batch", "rows", "wide-batch", "wide-rows"],
+    ids=["per-tap", "wide", "channels", "batch", "rows"],
 )
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems())
 def test_fast_matches_reference(wide_macs: int, split: str | None, problem) -> None:  # noqa: ANN001
-    """Every strategy: per-tap GEMMs or one wide GEMM, alone or shared out among threads by
+    """Every strategy: one wide GEMM, or per-tap GEMMs alone or shared out among threads by
     output channels, batch items or output rows."""
     x, kernel, geometry, bias, activation = problem
     expected = ops.reference(x, kernel, geometry, bias, activation)
@@ -74,7 +72,7 @@ def test_fast_matches_reference(wide_macs: int, split: str | None, problem) -> N
         patch.setattr(ops, "_WIDE_GEMM_MACS", wide_macs)
         patch.setattr(ops, "_MIN_CHANNELS_PER_THREAD", 1)
         patch.setattr(ops, "_PARALLEL_MACS", 0)
-        patch.setattr(ops, "_jobs", ops._jobs if split else lambda *args, **kwargs: [])
+        patch.setattr(ops, "_jobs", ops._jobs if split else lambda *args: [])
         patch.setattr(ops, "_split_kind", lambda *args: split)
         actual = ops.fast(x, kernel, geometry, bias, activation)
     assert actual.dtype == x.dtype

@@ -81,3 +81,40 @@ def test_large_layers_are_sliced_and_say_so():
     plane = plots.plane_of(e)
     assert [len(w) for w in plane.in_window] == [8, 8]
     assert "iy 11..18 of 20" in plane.text and "filter 1 of 2" in plane.text
+
+
+def test_gif_panel_titles_do_not_overlap():
+    """The scatter GIF's stamp title used to run into the full-output title (3x3 kernel)."""
+    layer, x = keras_op((4, 4), 3, 2, 3, 2)
+    e = explain(layer, x, (0, 3, 4, 1))
+    stamp = f"stamp sum_c x[i, c]*W[.., {e.f}, c]"
+    panels = [(240, "input pixel (0, 0)"), (90, stamp), (270, "full output, long title " * 3)]
+    lefts, width = plots._columns(panels)
+    font = plots._font(11)
+    for (grid, title), left, right in zip(panels, lefts, [*lefts[1:], width], strict=True):
+        assert left + max(grid, font.getlength(title)) < right
+
+
+def test_3d_picture_says_which_taps_are_off_the_plane():
+    """A 3D element with taps in two input planes: the picture draws one plane and now says
+    where the other taps are (the title's tap count used to disagree with the red boxes)."""
+    layer, x = keras_op((3, 4, 4), 2, 2, 3, 2, fmt="channels_first")
+    e = explain(layer, x, (0, 1, 2, 3, 4))
+    assert len({t.input_position[0] for t in e.taps}) == 2
+    fig = plots.element_figure(e)
+    label = fig.axes[0].get_xlabel()
+    shown = sum(t.input_position[0] == e.taps[0].input_position[0] for t in e.taps)
+    assert f"{shown} of the {len(e.taps)} taps are in this plane; the others are at iz = " in label
+    peer("matplotlib.pyplot").close(fig)
+
+
+def test_gather_caption_stays_one_short_line():
+    """27 taps (3D, stride 1) used to make a caption far wider than the GIF frame."""
+    layer, x = keras_op((3, 3, 3), 2, 2, 3, 1)
+    e = explain(layer, x, (0, 1, 1, 1, 0))
+    assert len(e.taps) == 27
+    text = plots.gather_caption(e)
+    assert "... 21 more ..." in text and "(27 taps x 2 channels)" in text
+    assert plots._font(11).getlength(text) < 700
+    one = explain(*keras_op((3,), 1, 1, 1, 2, "valid"), (0, 0, 0))
+    assert plots.gather_caption(one).endswith("(1 tap x 1 channel)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, peer
 from test_explain import CASES, keras_op
 
+from tconv import torch as tt
 from tconv.explanation import (
     agreement,
     gather,
@@ -107,3 +108,33 @@ def test_overlap_map(k, s, uneven, counts):
     # The constant response: per-phase interior mean of layer(ones).
     y = layer(np.ones((1, 6, 6, 2)))
     assert ov.constant_response[0] == pytest.approx(float(y[0, 2:-2:2, 2:-2:2].mean()))
+
+
+@pytest.mark.parametrize(
+    ("k", "s", "d", "even", "rule"),
+    [
+        (4, 2, 2, False, "taps at j*2 for j < 4 fall 4/0 on the 2 positions mod stride 2"),
+        (3, 2, 3, False, "taps at j*3 for j < 3 fall 2/1"),
+        (2, 2, 3, True, "taps at j*3 for j < 2 fall 1/1"),
+        (2, 3, 1, False, "kernel 2 is not divisible by stride 3"),
+    ],
+)
+def test_overlap_rule_matches_torch_counts(k, s, d, even, rule):
+    """The overlap counts are what PyTorch computes for ones; the stated reason fits dilation
+    (kernel 4, stride 2, dilation 2 is divisible and still uneven: every tap lands on even
+    positions) and holes (kernel < stride) are said to be bias only."""
+    torch = peer("torch")
+    layer = tt.op(np.ones((1, 1, k, k)), None, stride=s, dilation=d)
+    ov = overlap(layer, (4, 4))
+    ones = torch.nn.functional.conv_transpose2d(
+        torch.ones(1, 1, 4, 4, dtype=torch.float64),
+        torch.ones(1, 1, k, k, dtype=torch.float64),
+        stride=s,
+        dilation=d,
+    )
+    assert np.array_equal(ov.counts, ones.numpy()[0, 0].astype(np.int64))
+    text = ov.to_text()
+    first = text.splitlines()[0]
+    assert rule in first and ("UNEVEN" in first) is not even
+    holes = int((ov.counts == 0).sum())
+    assert (f"{holes} of {ov.counts.size} output positions" in text) is (holes > 0)

@@ -151,6 +151,9 @@ def parse_case(text: str) -> Case:
     return case
 
 
+COOL_DOWN = 0.2
+"""Seconds of sleep before every timed call (see :func:`run_case`)."""
+
 SLOW_PATH_SECONDS = 5.0
 """A path whose first timed call is slow gets only about this many seconds of timed rounds."""
 
@@ -216,13 +219,21 @@ class CaseReport:
 
 
 def _tconv_paths(layer: TransposedConv, x: np.ndarray, with_reference: bool) -> list[Path]:
-    paths = [
-        Path("tconv fast (NumPy)", "tconv", lambda: layer(x, "fast")),
-        Path("tconv native (C via ctypes)", "tconv", lambda: layer(x, "native")),
-    ]
+    paths = [Path("tconv fast (NumPy)", "tconv", lambda: layer(x, "fast"))]
     if with_reference:
         paths.append(Path("tconv reference", "tconv", lambda: layer(x, "reference")))
     return paths
+
+
+def _native(layer: TransposedConv, x: np.ndarray) -> Path:
+    """``method="native"``; without a compiler it would silently be the NumPy path: missing."""
+    from .cexport import find_compiler
+
+    try:
+        find_compiler()
+    except RuntimeError as err:
+        raise Missing(f"falls back to NumPy here: {err}") from err
+    return Path("tconv native (C via ctypes)", "tconv", lambda: layer(x, "native"))
 
 
 def _bias(layer: TransposedConv) -> np.ndarray:
@@ -437,7 +448,9 @@ def _reference_is_cheap(geometry: Geometry, batch: int) -> bool:
 
 
 def _fast_extra_bytes(layer: TransposedConv, x: np.ndarray) -> tuple[int, int]:
-    """Peak bytes the fast path allocates beyond its output, and the output's bytes."""
+    """Peak bytes the fast path allocates beyond its output, and the output's bytes (after a
+    first call, which also builds once-per-process state)."""
+    layer(x, "fast")
     tracemalloc.start()
     try:
         y = layer(x, "fast")
@@ -447,8 +460,14 @@ def _fast_extra_bytes(layer: TransposedConv, x: np.ndarray) -> tuple[int, int]:
     return peak - y.nbytes, y.nbytes
 
 
-def run_case(case: Case, repeats: int, seed: int = 0, label: str = "") -> CaseReport:
-    """Build every path of ``case``, check it against tconv's fast result, and time it."""
+def run_case(
+    case: Case, repeats: int, seed: int = 0, label: str = "", cool_down: float = COOL_DOWN
+) -> CaseReport:
+    """Build every path of ``case``, check it against tconv's fast result, and time it.
+
+    Before every timed call the benchmark sleeps ``cool_down`` seconds, so that the threads of
+    the path before (OpenBLAS spins for about 0.1 s after a threaded call, other pools too)
+    are parked and do not steal cores from this one."""
     rng = np.random.default_rng(seed)
     layer = case.layer(rng)
     x = case.input(rng)
@@ -464,6 +483,12 @@ def run_case(case: Case, repeats: int, seed: int = 0, label: str = "") -> CaseRe
         4 * case.batch * int(np.prod(case.spatial)) * taps * case.filters,
     )
     paths: list[Path] = _tconv_paths(layer, x, _reference_is_cheap(geometry, case.batch))
+    try:
+        paths.append(_native(layer, x))
+    except Missing as why:
+        report.results.append(
+            Result("tconv native (C via ctypes)", "tconv", "missing", note=str(why))
+        )
     for name, make in PEERS:
         try:
             paths.append(make(layer, geometry, case, x))
@@ -508,6 +533,7 @@ def run_case(case: Case, repeats: int, seed: int = 0, label: str = "") -> CaseRe
             i = (k + r) % len(live)
             if len(times[i]) >= rounds[i]:
                 continue
+            time.sleep(cool_down)
             start = time.perf_counter()
             live[i][0].run()
             times[i].append(time.perf_counter() - start)
@@ -587,13 +613,14 @@ def machine() -> dict[str, Any]:
 
 
 def run(
-    cases: Sequence[Case], repeats: int, seed: int = 0
+    cases: Sequence[Case], repeats: int, seed: int = 0, cool_down: float = COOL_DOWN
 ) -> tuple[dict[str, Any], list[CaseReport]]:
     """Run ``cases``; returns the machine description (taken before any peer loads) and reports."""
     info = machine()
     info["load_before"] = _load()
+    info["repeats"], info["cool_down_s"] = repeats, cool_down
     reports = [
-        run_case(case, repeats, seed, label=f"{case.name} ({i + 1}/{len(cases)})")
+        run_case(case, repeats, seed, f"{case.name} ({i + 1}/{len(cases)})", cool_down)
         for i, case in enumerate(cases)
     ]
     info["load_after"] = _load()
@@ -633,7 +660,8 @@ def table(info: dict[str, Any], reports: Sequence[CaseReport]) -> str:
         f"CPU: {info['cpu']} ({info['cores']} cores; {', '.join(info['simd']) or 'no AVX2'}); "
         f"NumPy {info['numpy']}, BLAS: {blas}; BLAS env: {env}; {info['date']}; "
         f"load average (1 min) before/after: {_fmt(info.get('load_before'), '.2f')}/"
-        f"{_fmt(info.get('load_after'), '.2f')}",
+        f"{_fmt(info.get('load_after'), '.2f')}; {info.get('repeats')} round(s), "
+        f"{info.get('cool_down_s')} s cool-down before every timed call",
         "",
         "| case | path | threads | ms | spread | GFLOP/s | × best peer | × bound | "
         "× 1-thread bound | max rel. error | note |",

@@ -232,11 +232,18 @@ def crop_rule(
 # --- the op ---------------------------------------------------------------------------------
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _positive(value: Any, rank: int, name: str) -> tuple[int, ...]:
     try:
-        values = tuple(int(v) for v in value)
+        values = tuple(value)
     except TypeError:
         raise TypeError(f"{name} must be a sequence of {rank} ints, got {value!r}") from None
+    if not all(_is_int(v) for v in values):
+        raise ValueError(f"{name} must be a sequence of {rank} ints, got {value!r}")
+    values = tuple(int(v) for v in values)
     if len(values) != rank:
         raise ValueError(f"{name} must have {rank} entries (one per spatial axis), got {value!r}")
     if any(v <= 0 for v in values):
@@ -264,13 +271,21 @@ def _build(
     if any(k <= 0 for k in kernel.shape[:-2]):
         raise ValueError(f"kernel spatial sizes must be positive, got rhs shape {rhs.shape}")
     if not isinstance(padding, str):
-        pairs = [tuple(int(v) for v in p) for p in padding]
-        if len(pairs) != rank or any(len(p) != 2 for p in pairs):
+        try:
+            pairs = [tuple(p) for p in padding]
+        except TypeError:
+            pairs = [()]
+        if any(len(p) != 2 or not all(_is_int(v) for v in p) for p in pairs):
+            raise ValueError(
+                "padding argument to conv_general_dilated should be a string or a sequence of "
+                f"(low, high) pairs of ints, got {padding!r}"
+            )
+        if len(pairs) != rank:
             raise TypeError(
                 f"Wrong number of explicit pads for convolution: expected {rank} (lo, hi) pairs, "
                 f"got {padding}."
             )
-        padding = [(lo, hi) for lo, hi in pairs]
+        padding = [(int(lo), int(hi)) for lo, hi in pairs]
     elif padding not in ("SAME", "VALID"):
         if use_consistent_padding:
             raise ValueError(f"Invalid padding mode: {padding}")

@@ -36,7 +36,7 @@ from . import jax as jax_adapter
 from . import keras as keras_adapter
 from . import onnx as onnx_adapter
 from . import torch as torch_adapter
-from .layer import KERAS, TORCH, Crops, KernelLayout
+from .layer import KERAS, TORCH, Crops, KernelLayout, TransposedConv
 
 CONVENTIONS = ("keras", "torch", "onnx", "jax")
 KERNEL_LAYOUTS = ("keras", "torch", "onnx", "jax", "jax_transpose_kernel", "tflite")
@@ -89,8 +89,20 @@ def convert_kernel(kernel: Any, source: str, target: str, *, groups: int = 1) ->
     without groups becomes dense, and to PyTorch/ONNX it stays grouped.
     """
     w = np.asarray(kernel)
+    if not 3 <= w.ndim <= 5:
+        raise ValueError(
+            f"kernel must have 3 to 5 dimensions (1 to 3 spatial axes and two channel axes), "
+            f"got shape {w.shape}"
+        )
+    if not _is_int(groups) or groups <= 0:
+        raise ValueError(f"groups must be a positive int, got groups={groups!r}")
     if groups != 1 and source not in GROUPED:
         raise ValueError(f"groups={groups} applies to a torch or onnx kernel, not {source!r}")
+    if w.shape[0] % groups:
+        raise ValueError(
+            f"groups={groups} must divide the in_channels of a {source} weight (in_channels, "
+            f"out_channels // groups, *kernel_size), got shape {w.shape}"
+        )
     canonical = kernel_layout(source, w.ndim - 2).to_canonical(w, groups)
     if target not in GROUPED and groups != 1:
         canonical, groups = dense(canonical, groups), 1
@@ -146,11 +158,118 @@ def torch_to_tflite(weight: Any, groups: int = 1) -> np.ndarray:
 
 # --- padding ------------------------------------------------------------------------------
 
+PARAMETERS = {
+    "keras": ("padding", "output_padding"),
+    "torch": ("padding", "output_padding", "output_size"),
+    "onnx": ("auto_pad", "pads", "output_padding", "output_shape"),
+    "jax": ("padding", "use_consistent_padding"),
+}
+"""The padding parameters each convention takes (keyword arguments of :func:`op`)."""
 
-def _per_axis(value: Any, rank: int) -> tuple[Any, ...]:
-    if value is None or isinstance(value, (int, np.integer, str)):
-        return (value,) * rank
-    return tuple(value)
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _per_axis(value: Any, rank: int, name: str) -> tuple[int, ...]:
+    """An int or ``rank`` ints -> ``rank`` positive ints (``strides``, ``dilation``)."""
+    values = (value,) * rank if _is_int(value) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        values = ()
+    if len(values) != rank or not all(_is_int(v) for v in values):
+        raise ValueError(f"{name} must be an int or {rank} ints (one per axis), got {value!r}")
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{name} must be positive, got {name}={value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _kernel_size(kernel_size: Any) -> tuple[int, ...]:
+    try:
+        k = tuple(kernel_size)
+    except TypeError:
+        k = ()
+    if not 1 <= len(k) <= 3 or not all(_is_int(v) and v > 0 for v in k):
+        raise ValueError(
+            f"kernel_size must be 1 to 3 positive ints (one per spatial axis), got {kernel_size!r}"
+        )
+    return tuple(int(v) for v in k)
+
+
+def op(
+    convention: str,
+    kernel_size: Sequence[int],
+    strides: Any = 1,
+    dilation: Any = 1,
+    *,
+    in_channels: int = 1,
+    filters: int = 1,
+    groups: int = 1,
+    data_format: str | None = None,
+    **params: Any,
+) -> TransposedConv:
+    """The op of ``convention`` with these parameters and a zero kernel, validated by the
+    convention's own adapter (so its errors read as the framework's).
+
+    ``kernel_size``: one int per spatial axis; ``strides``/``dilation``: an int or one per axis;
+    ``params``: the convention's padding parameters (:data:`PARAMETERS`): keras ``padding``,
+    ``output_padding`` (as ``keras.ops.conv_transpose``); torch ``padding``, ``output_padding``,
+    ``output_size``; onnx ``auto_pad``, ``pads``, ``output_padding``, ``output_shape``; jax
+    ``padding`` (``'SAME'``, ``'VALID'`` or ``(lo, hi)`` pairs), ``use_consistent_padding``.
+    ``groups``: torch and onnx only; ``data_format``: keras only.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    unknown = sorted(set(params) - set(PARAMETERS[convention]))
+    if unknown:
+        raise TypeError(
+            f"unexpected {convention} parameter(s) {unknown}; {convention} takes "
+            f"{list(PARAMETERS[convention])}"
+        )
+    k = _kernel_size(kernel_size)
+    rank = len(k)
+    s, d = _per_axis(strides, rank, "strides"), _per_axis(dilation, rank, "dilation")
+    if groups != 1 and convention not in GROUPED:
+        raise ValueError(f"groups={groups!r} applies to torch and onnx, not {convention}")
+    if data_format is not None and convention != "keras":
+        raise ValueError(f"data_format applies to keras, not {convention}")
+    if convention == "torch":
+        weight = np.zeros((in_channels, filters // groups, *k), np.float32)
+        return torch_adapter.op(
+            weight,
+            None,
+            s,
+            params.get("padding", 0),
+            params.get("output_padding", 0),
+            groups,
+            d,
+            output_size=params.get("output_size"),
+        )
+    if convention == "onnx":
+        weight = np.zeros((in_channels, filters // groups, *k), np.float32)
+        return onnx_adapter.op(weight, strides=list(s), dilations=list(d), group=groups, **params)
+    if convention == "jax":
+        rhs = np.zeros((*k, in_channels, filters), np.float32)
+        return jax_adapter.op(
+            rhs,
+            s,
+            params.get("padding", "VALID"),
+            d,
+            use_consistent_padding=bool(params.get("use_consistent_padding", False)),
+        )
+    padding = keras_adapter._standardize_padding(params.get("padding", "valid"))
+    output_padding = params.get("output_padding")
+    if output_padding is not None:
+        output_padding = keras_adapter._standardize_tuple(
+            output_padding, rank, "output_padding", allow_zero=True
+        )
+        keras_adapter._check_output_padding(output_padding, s)
+    rule = keras_adapter.crop_rule(k, s, d, padding, output_padding)
+    kernel = np.zeros((*k, filters, in_channels), np.float32)
+    return TransposedConv(
+        kernel, None, s, d, rule, data_format=keras_adapter._standardize_data_format(data_format)
+    )
 
 
 def crops(
@@ -162,44 +281,18 @@ def crops(
     **params: Any,
 ) -> Crops:
     """The canonical ``(crop_start, crop_end)`` per axis of ``convention``'s padding ``params``
-    for spatial input shape ``input_shape``.
-
-    ``params``: keras ``padding``, ``output_padding``; torch ``padding``, ``output_padding``,
-    ``output_size``; onnx ``auto_pad``, ``pads``, ``output_padding``, ``output_shape``; jax
-    ``padding`` (``'SAME'``, ``'VALID'`` or ``(lo, hi)`` pairs), ``use_consistent_padding``.
-    ``strides``/``dilation``: an int or one per axis.
-    """
-    rank = len(kernel_size)
-    k, s, d = tuple(kernel_size), _per_axis(strides, rank), _per_axis(dilation, rank)
-    if convention == "keras":
-        padding = str(params.get("padding", "valid")).lower()
-        op = params.get("output_padding")
-        rule = keras_adapter.crop_rule(
-            k, s, d, padding, None if op is None else _per_axis(op, rank)
+    (see :func:`op`) for the spatial input shape ``input_shape``; raises ``ValueError`` (or
+    ``TypeError``) where the framework refuses the parameters or that input."""
+    conv = op(convention, kernel_size, strides, dilation, **params)
+    spatial = tuple(input_shape)
+    if len(spatial) != conv.rank or not all(_is_int(n) and n >= 0 for n in spatial):
+        raise ValueError(
+            f"input_shape must hold the {conv.rank} spatial sizes (ints >= 0) of a "
+            f"kernel_size={tuple(kernel_size)}, got {input_shape!r}"
         )
-    elif convention == "torch":
-        rule = torch_adapter.crop_rule(
-            k,
-            s,
-            _per_axis(params.get("padding", 0), rank),
-            _per_axis(params.get("output_padding", 0), rank),
-            d,
-            params.get("output_size"),
-        )
-    elif convention == "onnx":
-        pads = params.get("pads") or [0] * (2 * rank)
-        op = params.get("output_padding") or [0] * rank
-        rule = onnx_adapter.crop_rule(
-            k, s, d, params.get("auto_pad", "NOTSET"), pads, op, params.get("output_shape")
-        )
-    elif convention == "jax":
-        padding = params.get("padding", "VALID")
-        rule = jax_adapter.crop_rule(
-            k, s, d, padding, bool(params.get("use_consistent_padding", False))
-        )
-    else:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    return rule(tuple(input_shape))
+    if convention == "torch":
+        torch_adapter.check_input(conv, (1, 1, *spatial))
+    return conv.crops(spatial)
 
 
 def padding_for(
@@ -215,9 +308,19 @@ def padding_for(
     ``output_padding``; onnx: ``pads``, ``output_padding`` or ``auto_pad``; jax: ``padding``).
     Raises :class:`NoEquivalentError` (a ``ValueError``) saying what to do when there are none.
     """
-    rank = len(kernel_size)
-    k, s, d = tuple(kernel_size), _per_axis(strides, rank), _per_axis(dilation, rank)
-    crops = [(int(b), int(e)) for b, e in crops]
+    k = _kernel_size(kernel_size)
+    rank = len(k)
+    s, d = _per_axis(strides, rank, "strides"), _per_axis(dilation, rank, "dilation")
+    try:
+        pairs = [tuple(c) for c in crops]
+    except TypeError:
+        pairs = []
+    if len(pairs) != rank or not all(len(c) == 2 and all(map(_is_int, c)) for c in pairs):
+        raise ValueError(
+            f"crops must be {rank} (crop_start, crop_end) pairs of ints, one per axis of "
+            f"kernel_size={k}, got {crops!r}"
+        )
+    crops = [(int(b), int(e)) for b, e in pairs]
     spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d, strict=True)]
     if convention == "keras":
         return _keras_padding(crops, k, s, d)
@@ -250,30 +353,41 @@ def padding_for(
 def _torch_padding(
     crops: Sequence[tuple[int, int]], strides: Sequence[int], dilation: Sequence[int]
 ) -> dict[str, Any]:
-    padding, output_padding = [], []
+    padding, output_padding, problems, actions = [], [], [], []
     for axis, ((b, e), s, d) in enumerate(zip(crops, strides, dilation, strict=True)):
-        op = b - e
+        if b >= 0 and 0 <= b - e < max(s, d):
+            padding.append(b)
+            output_padding.append(b - e)
+            continue
         if b < 0:
-            raise NoEquivalentError(
-                f"axis {axis}: crop_start={b} adds rows at the start, which PyTorch cannot do "
-                f"(padding >= 0); run with padding=0, output_padding={max(0, -e)} if allowed and "
-                f"prepend {-b} bias-only rows to the result"
-            )
-        if op < 0:
-            raise NoEquivalentError(
-                f"axis {axis}: crop_end={e} > crop_start={b} (e.g. Keras 'same' with an odd "
-                f"total crop); PyTorch crops padding rows at both ends and output_padding only "
-                f"gives rows back at the end: run with padding={b}, output_padding=0 and drop the "
-                f"last {-op} row(s) of the result (y[..., :-{-op}] on that axis)"
-            )
-        if op >= s and op >= d:
-            raise NoEquivalentError(
-                f"axis {axis}: needs output_padding={op}, but PyTorch requires it smaller than "
-                f"stride={s} or dilation={d}; run with padding={b}, output_padding=0 and append "
-                f"{op} bias-only row(s) at the end"
-            )
-        padding.append(b)
+            problems.append(f"axis {axis}: crop_start={b} < 0")
+        elif e > b:
+            problems.append(f"axis {axis}: crop_end={e} > crop_start={b}")
+        else:
+            problems.append(f"axis {axis}: output_padding={b - e} >= stride={s}, dilation={d}")
+        # The closest PyTorch crops (p, p - op), then the rest by hand on the result.
+        p = max(0, min(b, e))
+        op = min(-e, max(s, d) - 1) if e < 0 else 0
+        padding.append(p)
         output_padding.append(op)
+        start, end = b - p, e - (p - op)
+        for count, what in (
+            (start, "drop the first {} row(s)"),
+            (end, "drop the last {} row(s)"),
+            (-start, "prepend {} row(s) of activation(bias)"),
+            (-end, "append {} row(s) of activation(bias)"),
+        ):
+            if count > 0:
+                actions.append(f"axis {axis}: " + what.format(count))
+    if problems:
+        added = " (added rows are zero without bias)" if "activation" in str(actions) else ""
+        raise NoEquivalentError(
+            f"no PyTorch padding/output_padding gives the crops {list(crops)} (PyTorch crops "
+            "`padding` >= 0 rows at both ends, and output_padding < stride or dilation gives "
+            f"rows back at the end only): {'; '.join(problems)}. Run with "
+            f"padding={tuple(padding)}, output_padding={tuple(output_padding)}, then on the "
+            f"result: {'; '.join(actions)}{added}"
+        )
     return {"padding": tuple(padding), "output_padding": tuple(output_padding)}
 
 
@@ -300,11 +414,20 @@ def _keras_padding(
             ops.append(found[0])
         else:
             return {"padding": padding, "output_padding": tuple(ops)}
+    rank = len(crops)
+    cut = [(max(b, 0), max(e, 0)) for b, e in crops]
+    grow = [(max(-b, 0), max(-e, 0)) for b, e in crops]
+    cropping = cut[0] if rank == 1 else tuple(cut)
+    advice = f"then keras.layers.Cropping{rank}D(cropping={cropping})" if any(map(any, cut)) else ""
+    if any(b or e for b, e in grow):
+        advice += (
+            f"{' and' if advice else 'then'} add rows of activation(bias) per axis (start, end) "
+            f"{grow} (ZeroPadding{rank}D when the layer has no bias and activation(0) = 0)"
+        )
     raise NoEquivalentError(
         f"no Keras padding ('valid'/'same') and output_padding (< strides) gives the crops "
-        f"{list(crops)}; run Keras with padding='valid', output_padding=0 (crops (0, 0): the "
-        "full result) and crop the result per axis (crop_start rows at the start, crop_end at "
-        "the end, e.g. with a Cropping layer), or use tconv's op directly"
+        f"{list(crops)}: run Keras with padding='valid', output_padding=0 (the full result, "
+        f"crops (0, 0)), {advice}"
     )
 
 

@@ -287,6 +287,8 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, BaseConvTranspose]:
     is not a Keras model with a transposed convolution.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory, not a .keras or .h5 model file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     if zipfile.is_zipfile(path):
@@ -299,6 +301,11 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, BaseConvTranspose]:
             raise ValueError(f"{path}: a damaged HDF5 file: {err}") from None
     with open(path, "rb") as f:
         head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        raise ValueError(
+            f"{path}: a damaged .keras (zip) archive: the zip directory is missing "
+            "(a truncated or partly copied file?)"
+        )
     raise ValueError(
         f"{path}: not a Keras model file (a .keras zip archive or an HDF5 .h5 model); "
         f"the file starts with {head!r}"

@@ -24,6 +24,7 @@ smaller than the stride.  tconv raises ``ValueError`` in exactly those cases.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -223,8 +224,10 @@ def op(
                 "Explicit output size must be positive (or -1: computed from the other "
                 f"attributes). Got: output_shape={list(out_shape_t)}"
             )
-    if not isinstance(group, (int, np.integer)) or isinstance(group, bool) or group <= 0:
-        raise ValueError(f"group must be a positive integer, got group={group!r}")
+    if not isinstance(group, (int, np.integer)) or isinstance(group, bool):
+        raise TypeError(f"ConvTranspose attribute group must be an int, got {group!r}")
+    if group <= 0:
+        raise ValueError(f"group count is <= 0 group: {group}")
     if w.shape[0] % group:
         raise ValueError(
             f"Input channels is not divisible by group. W: {w.shape} (num_input_channels "
@@ -284,6 +287,15 @@ def conv_transpose(
         strides=strides,
     )
     x = np.asarray(X)
+    dtypes = {"X": x.dtype, "W": conv.kernel.dtype}
+    if conv.bias is not None:
+        dtypes["B"] = conv.bias.dtype
+    if len(set(dtypes.values())) > 1:
+        found = ", ".join(f"{k}: {v}" for k, v in dtypes.items())
+        raise TypeError(
+            f"Type parameter (T) of ConvTranspose bound to different types ({found}); ONNX "
+            "requires one type for X, W and B: cast them with .astype()"
+        )
     w_shape = conv.framework_kernel.shape
     if x.ndim < 3:
         raise ValueError(f"Input X must have at least 3 dimensions (N x C x D1...Dn). X: {x.shape}")
@@ -300,3 +312,96 @@ def conv_transpose(
             f"num_input_channels: {x.shape[1]}"
         )
     return conv.forward(x, method)
+
+
+# --- model files ----------------------------------------------------------------------------
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "reading ONNX model files needs the onnx package: pip install 'tconv[onnx]'"
+        ) from None
+    return onnx
+
+
+def _static_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape without the batch axis, for every tensor whose shape the graph
+    records with a fixed size on every non-batch axis."""
+    shapes = {}
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        tensor = info.type.tensor_type
+        if not tensor.HasField("shape"):
+            continue
+        dims = tensor.shape.dim[1:]
+        if all(dim.HasField("dim_value") for dim in dims):
+            shapes[info.name] = tuple(int(dim.dim_value) for dim in dims)
+    return shapes
+
+
+def load_layers(path: str | os.PathLike[str]) -> dict[str, TransposedConv]:
+    """Every ``ConvTranspose`` node of an ``.onnx`` model, as ``{node name: canonical op}``.
+
+    Read with the ``onnx`` package (the ``onnx`` extra).  The weights ``W`` ``(C, M // group,
+    *k)`` and bias ``B`` must be initializers of the main graph.  Unnamed nodes are keyed
+    ``ConvTranspose_<i>`` (``i`` counts the graph's ConvTranspose nodes from 0).  Each op's
+    ``input_shape`` is the shape of ``X`` without the batch axis, ``(C, *spatial)``, where the
+    model (after ONNX shape inference) records it with fixed sizes, else ``None``.  Raises
+    ``ValueError`` naming the file for a missing or unreadable file, a model without
+    ``ConvTranspose``, or weights that are computed in the graph rather than stored.
+    """
+    onnx = _onnx()
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise ValueError(f"{name}: no such file")
+    try:
+        model = onnx.load(name)
+    except Exception as err:  # protobuf's DecodeError and external-data errors
+        raise ValueError(
+            f"{name}: not a readable ONNX model ({type(err).__name__}: {err})"
+        ) from None
+    if not model.HasField("graph"):
+        raise ValueError(f"{name}: not an ONNX model (no graph)")
+    recorded = _static_shapes(model.graph)
+    try:
+        shapes = _static_shapes(onnx.shape_inference.infer_shapes(model).graph)
+    except Exception:  # an op the checker does not know: keep the recorded shapes only
+        shapes = recorded
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type == "ConvTranspose" and n.domain in ("", "ai.onnx")]
+    if not nodes:
+        found = sorted({n.op_type for n in graph.node})
+        raise ValueError(f"{name}: no ConvTranspose node in the model's graph (found: {found})")
+    layers: dict[str, TransposedConv] = {}
+    for i, node in enumerate(nodes):
+        key = node.name or f"ConvTranspose_{i}"
+        while key in layers:
+            key += "_"
+        arrays = []
+        for role, tensor in zip(("W", "B"), node.input[1:3], strict=False):
+            if role == "B" and not tensor:  # an optional input left out
+                continue
+            if tensor not in initializers:
+                raise ValueError(
+                    f"{name}: ConvTranspose node {key!r}: its {role} input {tensor!r} is not an "
+                    "initializer (it is computed in the graph); tconv reads stored weights only"
+                )
+            arrays.append(onnx.numpy_helper.to_array(initializers[tensor]))
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        try:
+            conv = op(*arrays, **attrs)
+            conv.input_shape = shapes.get(node.input[0])
+            computed = None
+            if conv.input_shape is not None:
+                computed = conv.output_shape((1, *conv.input_shape))[1:]
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name}: ConvTranspose node {key!r}: {err}") from None
+        layers[key] = conv
+        if computed is not None and shapes.get(node.output[0], computed) != computed:
+            # ONNX shape inference and onnxruntime disagree (SAME_UPPER/SAME_LOWER with
+            # output_padding): shapes inferred downstream are wrong, keep the recorded ones.
+            shapes = recorded
+    return layers

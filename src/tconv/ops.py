@@ -113,12 +113,11 @@ def fast(
     ``(M, C_in/G) @ (C_in/G, T*C_out/G)`` GEMM (many tiny GEMMs run badly, worst on a threaded
     BLAS).  Otherwise each tap has its own GEMM, in blocks (one batched ``matmul``).
 
-    Threads: from ``2**24`` multiply-adds on, the output is shared out in disjoint parts (by
-    output channels when each part keeps >= 128 of them and the GEMMs are per tap, else by batch
-    items, else by output rows of the first spatial axis) among as many Python threads as BLAS
-    may use (needs threadpoolctl).  Each
-    thread runs its GEMMs on one BLAS thread and its own strided adds, so that the adds run
-    in parallel too; BLAS's thread count is restored afterwards.
+    Threads: with per-tap GEMMs and from ``2**24`` multiply-adds on, the output is cut into
+    disjoint parts (by output channels when each part keeps >= 128 of them, else by batch items,
+    else by output rows of the first spatial axis), one per Python thread, as many as BLAS may
+    use (needs threadpoolctl).  Each thread runs its GEMMs on one BLAS thread and its own
+    strided adds, so that the adds run in parallel too; BLAS's thread count is restored after.
 
     Extra memory: one block's result (over all threads), at most ``max(output size, 2**20,
     one tap's result)`` elements and never more than the same-FLOP GEMM result
@@ -142,25 +141,36 @@ def fast(
     block = max(1, max(y.size, 1 << 20) // (m * groups * cout))  # taps per GEMM block
     blas = _blas_libraries()
     threads = min((lib.num_threads for lib in blas), default=1)
-    parallel = threads > 1 and geometry.macs(n) >= _PARALLEL_MACS
-    jobs = _jobs(y, xc, geometry, threads, channels=not wide) if parallel else []
+    parallel = not wide and threads > 1 and geometry.macs(n) >= _PARALLEL_MACS
+    jobs = _jobs(y, xc, geometry, threads) if parallel else []
     if len(jobs) < 2:
         _accumulate(y, xc, weights, geometry, taps, slice(0, cout), wide, block)
-        return activations.apply(activation, y).astype(x.dtype, copy=False)
+    else:
+        _share(jobs, blas, weights, taps, block)
+    return activations.apply(activation, y).astype(x.dtype, copy=False)
+
+
+def _share(
+    jobs: list[Job], blas: list[Any], weights: np.ndarray, taps: list[tuple[int, ...]], block: int
+) -> None:
+    """Run ``jobs`` on a thread each (the first on the calling thread), every one with a single
+    BLAS thread; restore BLAS's thread count."""
     saved = [lib.num_threads for lib in blas]
     for lib in blas:
         lib.set_num_threads(1)
     try:
-        pool = _pool(threads)
-        for done in [
-            pool.submit(_accumulate, y_part, x_part, weights, part, taps, channels, wide, block)
-            for y_part, x_part, part, channels in jobs
-        ]:
-            done.result()
+        pool = _pool(len(jobs) - 1, os.getpid())
+        futures = [
+            pool.submit(_accumulate, y_part, x_part, weights, part, taps, channels, False, block)
+            for y_part, x_part, part, channels in jobs[1:]
+        ]
+        y_part, x_part, part, channels = jobs[0]
+        _accumulate(y_part, x_part, weights, part, taps, channels, False, block)
+        for future in futures:
+            future.result()
     finally:
         for lib, count in zip(blas, saved, strict=True):
             lib.set_num_threads(count)
-    return activations.apply(activation, y).astype(x.dtype, copy=False)
 
 
 Job = tuple[np.ndarray, np.ndarray, Geometry, slice]
@@ -182,21 +192,14 @@ def _split_kind(batch: int, geometry: Geometry, threads: int) -> str:
     return "channels"
 
 
-def _jobs(
-    y: np.ndarray, x: np.ndarray, geometry: Geometry, threads: int, channels: bool = True
-) -> list[Job]:
-    """Disjoint parts of the output, each with the input and geometry that produce it.
-
-    ``channels=False`` (wide GEMMs, whose merged weights would be copied per part) allows only
-    batch and row parts."""
+def _jobs(y: np.ndarray, x: np.ndarray, geometry: Geometry, threads: int) -> list[Job]:
+    """Disjoint parts of the output, each with the input and geometry that produce it."""
     cout = geometry.out_per_group
     kind = _split_kind(x.shape[0], geometry, threads)
     if kind == "batch":
         return [(y[a:b], x[a:b], geometry, slice(0, cout)) for a, b in _parts(x.shape[0], threads)]
     if kind == "rows":
         return [job for a, b in _parts(y.shape[1], threads) if (job := _rows(y, x, geometry, a, b))]
-    if not channels:
-        return []
     threads = min(threads, cout // _MIN_CHANNELS_PER_THREAD)
     return [(y, x, geometry, slice(a, b)) for a, b in _parts(cout, threads)]
 
@@ -328,7 +331,8 @@ def _blas_libraries() -> list[Any]:
 
 
 @functools.cache
-def _pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+def _pool(threads: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
+    """A pool per process (``pid``): a forked child does not inherit its parent's threads."""
     return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="tconv")
 
 

@@ -43,7 +43,12 @@ def crops(
 def spatial_output_size(output_size: Sequence[int], rank: int, batched: bool = True) -> list[int]:
     """PyTorch's reading of ``output_size``: the spatial sizes, or the whole output shape (``rank
     + 2`` items for batched input, ``rank + 1`` unbatched) whose leading items are dropped."""
-    sizes = [int(v) for v in output_size]
+    try:
+        sizes = list(output_size)
+    except TypeError:
+        sizes = [None]
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in sizes):
+        raise TypeError(f"output_size must be a sequence of ints, got {output_size!r}")
     non_spatial = 2 if batched else 1
     if len(sizes) == rank + non_spatial:
         sizes = sizes[non_spatial:]
@@ -279,6 +284,12 @@ def _run(conv: TransposedConv, input: Any, method: str) -> np.ndarray:
     x = np.asarray(input)
     batched = x.ndim == conv.rank + 2
     check_input(conv, x.shape)
+    if x.dtype != conv.kernel.dtype:
+        raise TypeError(
+            f"conv_transpose{conv.rank}d: input and weight must have the same dtype (PyTorch "
+            f"raises 'expected scalar type ... but found ...'), got input {x.dtype} and weight "
+            f"{conv.kernel.dtype}; cast one of them with .astype()"
+        )
     y = conv.forward(x if batched else x[None], method)
     return y if batched else y[0]
 
@@ -341,6 +352,15 @@ class _ConvTransposeNd:
         padding_mode: str = "zeros",
     ) -> None:
         name = type(self).__name__
+        for arg, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("groups", groups),
+        ):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(
+                    f"{name}(): argument {arg!r} must be int, not {type(value).__name__}"
+                )
         if groups <= 0:
             raise ValueError("groups must be a positive integer")
         if in_channels % groups:
@@ -360,6 +380,11 @@ class _ConvTransposeNd:
         bound = 1 / np.sqrt(fan_in) if fan_in else 0.0
         rng = np.random.default_rng()
         shape = (in_channels, out_channels // groups, *self.kernel_size)
+        if min(shape) < 0:
+            raise ValueError(
+                f"Trying to create tensor with negative dimension {min(shape)}: {list(shape)} "
+                "(in_channels, out_channels // groups, *kernel_size)"
+            )
         self.weight: np.ndarray = rng.uniform(-bound, bound, shape).astype(np.float32)
         self.bias: np.ndarray | None = (
             rng.uniform(-bound, bound, out_channels).astype(np.float32) if bias else None

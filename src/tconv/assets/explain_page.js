@@ -5,7 +5,6 @@ $('title').textContent = 'tconv: ' + D.title;
 D.summary.forEach(s => { const d = document.createElement('div'); d.textContent = s; $('summary').appendChild(d); });
 $('slice').textContent = 'Slice drawn: ' + D.slice;
 $('in-label').textContent = '(' + D.input_label + ')';
-$('role').textContent = D.filter_role;
 function fmt(v) { return (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0)) ? v.toExponential(1) : v.toPrecision(3); }
 function color(v, max) { const t = max ? Math.min(1, Math.abs(v) / max) : 0;
   const c = Math.round(255 - 120 * t); return v >= 0 ? `rgb(255,${c},${c})` : `rgb(${c},${c},255)`; }
@@ -19,12 +18,14 @@ function grid(table, axes, kind) {
     cols.forEach(c => { const td = tr.insertCell(); td.className = 'cell';
       td.dataset.grid = kind; td.dataset.pos = r === null ? String(c) : r + ',' + c; }); });
 }
-// Magnitudes (norms) are shaded from their smallest to their largest value.
+// Magnitudes (norms) are shaded grey from their smallest to their largest value (red and
+// blue stay free for the highlights).
+function grey(t) { const c = Math.round(250 - 90 * t); return `rgb(${c},${c},${Math.min(255, c + 5)})`; }
 function shade(tds, values) {
   const vs = Object.values(values), lo = Math.min(...vs), hi = Math.max(...vs);
   const span = Math.max(hi - lo, Math.abs(hi) * 1e-9, 1e-30);
   tds.forEach(td => { const v = values[td.dataset.pos]; td.textContent = fmt(v);
-    td.style.background = lo < 0 ? color(v, Math.max(Math.abs(lo), hi)) : color(0.15 + 0.85 * (v - lo) / span, 1); });
+    td.style.background = lo < 0 ? color(v, Math.max(Math.abs(lo), hi)) : grey(0.15 + 0.85 * (v - lo) / span); });
 }
 function cells(kind) { return Array.from(document.querySelectorAll(`td.cell[data-grid="${kind}"]`)); }
 function paint() {
@@ -35,6 +36,7 @@ function paint() {
   shade(cells('in'), D.input_values);
   shade(cells('k'), kn);
   $('out-ch').textContent = channel;
+  $('role').textContent = D.filter_roles[channel];
 }
 function show(key) {
   selected = key;
@@ -44,7 +46,7 @@ function show(key) {
   cells('in').forEach(td => { if (ins.has(td.dataset.pos)) td.classList.add('hl'); });
   cells('k').forEach(td => { if (ks.has(td.dataset.pos)) td.classList.add('hl'); });
   cells('out').forEach(td => { if (td.dataset.pos === key) td.classList.add('sel'); });
-  $('element').textContent = 'y[' + v.at.join(', ') + ']: ' + cell.taps.length + ' taps, ' + v.products + ' products';
+  $('element').textContent = 'y[' + v.at.join(', ') + ']: ' + cell.taps.length + (cell.taps.length === 1 ? ' tap, ' : ' taps, ') + v.products + (v.products === 1 ? ' product' : ' products');
   $('value').textContent = v.value; $('value').dataset.value = v.value;
   const lines = cell.taps.map((t, k) => `${t.input_index} · ${v.kidx[k]} = ${v.sums[k]}`);
   if (!cell.taps.length) lines.push('no (input, tap) pair reaches this element: bias only');

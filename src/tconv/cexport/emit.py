@@ -404,7 +404,7 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
 {bias}    const long tasks = (long)batch * G * NCOB * S0 * S1;
     long task;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
 #endif
     for (task = 0; task < tasks; ++task) {{
         const int r1 = (int)(task % S1);
@@ -475,27 +475,49 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
 
 
 def _microkernel(mr: int, h: int, vw: int, ind: str) -> str:
-    """The innermost loops: ``acc[m][j + VW*v] += sum over k of xp[m][k] * wp[k][j + VW*v]``.
+    """The innermost loops: ``acc[m][n] += sum over k of xp[m][k] * wp[k][n]``, n < NR.
 
-    The lane loop ``j`` is outermost and the sums are scalars, so the compiler vectorizes ``j``
-    (outer-loop vectorization) and keeps the MR*H sums in registers over the channel loop.
+    Two spellings of the same sums, both plain C99, picked by the preprocessor for the
+    compiler's vectorizer.  GCC: the lane loop ``j`` is outermost and the MR*H sums are scalars,
+    so GCC vectorizes ``j`` (outer-loop vectorization) and keeps the sums in registers over the
+    channel loop.  Clang: one scalar per (m, n), which its SLP vectorizer packs into vectors.
     """
+    nr = h * vw
     sums = [f"s{m}_{v}" for m in range(mr) for v in range(h)]
-    lines = [
+    gcc = [
         f"for (j = 0; j < {vw}; ++j) {{",
         f"    float {', '.join(f'{x} = 0.0f' for x in sums)};",
         "    for (k = 0; k < CIN_G; ++k) {",
         "        const float *wk = wp + (ptrdiff_t)k * NR + j;",
         "        const ptrdiff_t kx = (ptrdiff_t)k * XS_CH;",
     ]
-    lines += [f"        const float w{v} = wk[{v * vw}];" for v in range(h)]
+    gcc += [f"        const float w{v} = wk[{v * vw}];" for v in range(h)]
     for m in range(mr):  # one broadcast at a time keeps the H weights in registers
         fmas = " ".join(f"s{m}_{v} += x * w{v};" for v in range(h))
-        lines.append(f"        {{ const float x = xp[{m}][kx]; {fmas} }}")
-    lines.append("    }")
-    lines += [f"    acc[{m}][j + {v * vw}] += s{m}_{v};" for m in range(mr) for v in range(h)]
-    lines.append("}")
-    return "\n".join(ind + line for line in lines)
+        gcc.append(f"        {{ const float x = xp[{m}][kx]; {fmas} }}")
+    gcc.append("    }")
+    gcc += [f"    acc[{m}][j + {v * vw}] += s{m}_{v};" for m in range(mr) for v in range(h)]
+    gcc.append("}")
+    scalars = [f"t{m}_{n}" for m in range(mr) for n in range(nr)]
+    clang = [
+        "{",
+        *(
+            f"    float {', '.join(f'{x} = 0.0f' for x in scalars[r : r + 8])};"
+            for r in range(0, len(scalars), 8)
+        ),
+        "    for (k = 0; k < CIN_G; ++k) {",
+        "        const float *wk = wp + (ptrdiff_t)k * NR;",
+        "        const ptrdiff_t kx = (ptrdiff_t)k * XS_CH;",
+    ]
+    for m in range(mr):
+        clang.append(f"        {{ const float x = xp[{m}][kx];")
+        clang += [f"          t{m}_{n} += x * wk[{n}];" for n in range(nr)]
+        clang.append("        }")
+    clang.append("    }")
+    clang += [f"    acc[{m}][{n}] += t{m}_{n};" for m in range(mr) for n in range(nr)]
+    clang.append("}")
+    lines = ["#if defined(__clang__)", *clang, "#else", *gcc, "#endif"]
+    return "\n".join(line if line.startswith("#") else ind + line for line in lines)
 
 
 _GENERATORS = {"reference": _reference, "fast": _fast, "scatter": _scatter}

@@ -69,7 +69,8 @@ def _measure_one(kernel: int, reps: int, threads: int, limits: Any) -> dict:
     }
     runs["sgemm_1thread"] = functools.partial(np.matmul, a, b)
     times: dict[str, list[float]] = {name: [] for name in runs}
-    with limits(1) if limits is not None else contextlib.nullcontext():
+    blas_1 = limits(limits=1, user_api="blas") if limits is not None else None
+    with blas_1 or contextlib.nullcontext():  # OpenMP keeps its threads
         for fn in runs.values():  # warm-up
             fn()
         for rep in range(reps):

@@ -73,6 +73,11 @@ class Spec:
                 "input_shape is required: the layer does not know its input shape; pass the "
                 "shape of one input item without the batch axis, e.g. input_shape=(8, 8, 1024)"
             )
+        if any(v is None for v in shape):
+            raise ValueError(
+                f"input_shape={tuple(shape)} has unknown dimensions; C needs fixed sizes: pass "
+                "input_shape with every dimension, e.g. input_shape=(8, 8, 1024)"
+            )
         shape = tuple(int(v) for v in shape)
         geometry = layer.geometry(layer.spatial_shape((1, *shape)))
         if any(a.size < 1 for a in geometry.axes):

@@ -31,6 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--repeats", type=int, default=None, help="timed rounds per case (default 9, quick 2)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of weights and inputs")
+    parser.add_argument(
+        "--cool-down",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"sleep before every timed call, so that the previous path's threads park "
+        f"(default {benchmark.COOL_DOWN}, quick 0)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PNG", help="write a bar chart (log scale)")
     parser.set_defaults(func=main)
@@ -40,11 +48,16 @@ def main(args: argparse.Namespace) -> int:
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 9)
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    cool_down = args.cool_down
+    if cool_down is None:
+        cool_down = 0.0 if args.quick else benchmark.COOL_DOWN
+    if cool_down < 0:
+        raise ValueError(f"--cool-down must be >= 0 seconds, got {cool_down}")
     if args.case:
         cases = tuple(benchmark.parse_case(text) for text in args.case)
     else:
         cases = benchmark.QUICK if args.quick else benchmark.SUITE
-    info, reports = benchmark.run(cases, repeats, args.seed)
+    info, reports = benchmark.run(cases, repeats, args.seed, cool_down)
     print(benchmark.table(info, reports))
     if args.json:
         benchmark.write_json(args.json, info, reports)

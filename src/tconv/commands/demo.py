@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..explanation.views import phase_table
 from .explain import explain_at, load
 
 SEED_SHAPE = "8,8,1024"
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--kernel-size", default="3", help="kernel size (default 3)")
     parser.add_argument(
-        "--input-shape", default=SEED_SHAPE, help=f"one input item (default {SEED_SHAPE})"
+        "--input-shape",
+        help=f"one input item (default {SEED_SHAPE}, or the shape of --input)",
     )
     parser.add_argument("--filters", type=int, default=512, help="filters (default 512)")
     parser.add_argument("--seed", type=int, default=0, help="random weights/input seed")
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _seed_args(args: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(
-        input_shape=args.input_shape,
+        input_shape=args.input_shape or (None if args.input else SEED_SHAPE),
         filters=args.filters,
         kernel_size=args.kernel_size,
         strides="2",
@@ -169,10 +171,15 @@ def answer(e: Any) -> str:
     kernel = "×".join(map(str, e.layer.kernel_size))
     strides = "×".join(map(str, e.layer.strides))
     crops = ", ".join(f"({a.crop_start}, {a.crop_end})" for a in g.axes)
-    counts = sorted({len(list(g.taps(o))) for o in np.ndindex(*g.out_shape)})
+    per_phase = sorted({len(ph.taps) for ph in phase_table(g)}, reverse=True)
+    taps = (
+        f"here {per_phase[0]} taps in every stride phase"
+        if len(per_phase) == 1
+        else f"here {'/'.join(map(str, per_phase))} taps, by the stride-{strides} phase of o"
+    )
     return (
         "In short: every output element y[n, o, f] is bias[f] plus, for each kernel tap that "
-        f"lands on it (here {'/'.join(map(str, counts))} taps, by the stride-{strides} phase), "
+        f"lands on it ({taps}; fewer at the border), "
         f"the dot product of one {g.in_per_group}-deep input column x[n, i, :] with the "
         f"matching {g.in_per_group}-vector W[tap, f, :] of filter f, where i*stride + "
         f"tap*dilation = o + crop_start (crops per axis {crops}; the full result is cropped to the "

@@ -15,7 +15,13 @@ and the role of the filter.  The layer comes from a model file (MODEL --layer NA
 Keras-style parameters (--input-shape 8,8,1024 --filters 512 --kernel-size 3 --strides 2
 --padding same) with seeded random weights (--seed) or --weights w.npz (kernel, bias).
 Optional pictures (--png/--svg), animations (--gif/--gather-gif) and an interactive page
-(--html) need the extra tconv[plot] (the page does not)."""
+(--html) need the extra tconv[plot] (the page does not).
+
+examples:
+  tconv explain --input-shape 8,8,1024 --filters 512 --strides 2 --padding same --at 0,5,4,17
+  tconv explain model.keras --layer up1 --input x.npy --html up1.html --png up1.png
+  tconv explain --input-shape 3,16 --filters 4 --kernel-size 4 --strides 2 \\
+      --data-format channels_first --json"""
 
 
 def _optional(text: str | None, name: str) -> tuple[int, ...] | None:
@@ -41,15 +47,23 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that describe a layer (shared with ``tconv demo``)."""
     g = parser.add_argument_group("layer by Keras parameters (when no MODEL is given)")
-    g.add_argument("--input-shape", help="one input item, no batch axis, e.g. 8,8,1024")
-    g.add_argument("--filters", type=int, help="output channels (e.g. 512)")
-    g.add_argument("--kernel-size", default="3", help="e.g. 3 or 3,3 (default 3)")
-    g.add_argument("--strides", default="1", help="e.g. 2 or 2,2 (default 1)")
-    g.add_argument("--padding", default="valid", help="'valid' (default) or 'same'")
-    g.add_argument("--output-padding", help="e.g. 1 or 1,0 (default: None, Keras infers)")
-    g.add_argument("--dilation-rate", default="1", help="default 1")
-    g.add_argument("--data-format", help="channels_last (default) or channels_first")
-    g.add_argument("--activation", help="Keras activation name (default: linear)")
+    g.add_argument(
+        "--input-shape", metavar="SHAPE", help="one input item, no batch axis, e.g. 8,8,1024"
+    )
+    g.add_argument("--filters", type=int, metavar="N", help="output channels (e.g. 512)")
+    g.add_argument("--kernel-size", default="3", metavar="K", help="e.g. 3 or 3,3 (default 3)")
+    g.add_argument("--strides", default="1", metavar="S", help="e.g. 2 or 2,2 (default 1)")
+    g.add_argument(
+        "--padding", default="valid", metavar="{valid,same}", help="'valid' (default) or 'same'"
+    )
+    g.add_argument(
+        "--output-padding", metavar="P", help="e.g. 1 or 1,0 (default: None, Keras infers)"
+    )
+    g.add_argument("--dilation-rate", default="1", metavar="D", help="default 1")
+    g.add_argument(
+        "--data-format", metavar="FORMAT", help="channels_last (default) or channels_first"
+    )
+    g.add_argument("--activation", metavar="NAME", help="Keras activation name (default: linear)")
     g.add_argument(
         "--use-bias", action=argparse.BooleanOptionalAction, default=True, help="default: yes"
     )
@@ -60,10 +74,17 @@ def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
         help="random kernel (Keras' glorot_uniform), bias N(0, 0.1²) and input N(0, 1) from "
         "this seed (default 0)",
     )
-    g.add_argument("--weights", help=".npz with 'kernel' (Keras layout) and optional 'bias'")
+    g.add_argument(
+        "--weights", metavar="NPZ", help=".npz with 'kernel' (Keras layout) and optional 'bias'"
+    )
     m = parser.add_argument_group("layer from a model file")
-    m.add_argument("--layer", help="name of the transposed convolution in MODEL")
-    parser.add_argument("--input", help=".npy input in the layer's layout (batch axis optional)")
+    m.add_argument("--layer", metavar="NAME", help="name of the transposed convolution in MODEL")
+    parser.add_argument(
+        "--input",
+        metavar="NPY",
+        help=".npy input in the layer's layout (batch axis optional; without --input-shape "
+        "the file must have it)",
+    )
 
 
 def _from_model(path: str, name: str | None) -> Any:
@@ -91,6 +112,8 @@ def _from_parameters(args: argparse.Namespace, rng: np.random.Generator) -> Any:
     shape = _optional(args.input_shape, "--input-shape")
     if shape is None:
         raise ValueError("give --input-shape (one input item, e.g. 8,8,1024) or a MODEL file")
+    if min(shape) < 0:
+        raise ValueError(f"--input-shape {args.input_shape}: sizes must be >= 0")
     if args.filters is None:
         raise ValueError("give --filters (the number of output channels) or a MODEL file")
     rank = len(shape) - 1
@@ -115,11 +138,11 @@ def _from_parameters(args: argparse.Namespace, rng: np.random.Generator) -> Any:
     )
     layer.input_shape = shape
     if args.weights:
-        with np.load(args.weights) as data:
-            keys = list(data.keys())
-            kernel = data["kernel"] if "kernel" in data else data[keys[0]]
-            bias = data["bias"] if "bias" in data else (data[keys[1]] if len(keys) > 1 else None)
-        layer.set_weights([kernel] if bias is None or not args.use_bias else [kernel, bias])
+        weights = _weights(args.weights, args.use_bias)
+        try:
+            layer.set_weights(weights)
+        except ValueError as err:
+            raise ValueError(f"--weights {args.weights}: {err}") from None
     else:
         layer.build((1, *shape), seed=args.seed)
         if layer.use_bias:
@@ -128,15 +151,71 @@ def _from_parameters(args: argparse.Namespace, rng: np.random.Generator) -> Any:
     return layer
 
 
+def _npy(path: str, option: str, suffix: str) -> Any:
+    """``np.load`` of a user's file, its failures as one-line errors naming the option."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{option} {path}: no such file") from None
+    except (OSError, ValueError, EOFError):
+        raise ValueError(f"{option} {path}: not a NumPy {suffix} file") from None
+    wanted = np.lib.npyio.NpzFile if suffix == ".npz" else np.ndarray
+    if not isinstance(data, wanted):
+        raise ValueError(f"{option} {path}: expected a NumPy {suffix} file")
+    return data
+
+
+def _weights(path: str, use_bias: bool) -> list[np.ndarray]:
+    """``[kernel]`` or ``[kernel, bias]`` from an ``.npz`` with those names."""
+    with _npy(path, "--weights", ".npz") as data:
+        keys = sorted(data.keys())
+        if "kernel" not in keys:
+            raise ValueError(
+                f"--weights {path}: no array named 'kernel' (Keras layout "
+                f"(*kernel_size, filters, in_channels)); the file has {keys}"
+            )
+        if use_bias and "bias" not in keys:
+            raise ValueError(
+                f"--weights {path}: no array named 'bias'; add one or pass --no-use-bias "
+                f"(the file has {keys})"
+            )
+        return [data["kernel"], data["bias"]] if use_bias else [data["kernel"]]
+
+
+def _input(path: str, layer: Any, shape: tuple[int, ...] | None) -> np.ndarray:
+    """The ``--input`` array (batch axis added when missing), checked against the layer and
+    the item ``shape`` of ``--input-shape`` (when given)."""
+    x = _npy(path, "--input", ".npy")
+    if x.dtype.kind != "f":
+        raise ValueError(
+            f"--input {path}: dtype {x.dtype} is not floating point; the layer takes float16, "
+            "float32 or float64 data (convert it with x.astype('float32'))"
+        )
+    if x.ndim == layer.rank + 1:
+        x = x[None]
+    try:
+        layer.spatial_shape(x.shape)
+    except ValueError as err:
+        raise ValueError(f"--input {path}: {err}") from None
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"--input {path} holds items of shape {tuple(x.shape[1:])} but --input-shape is "
+            f"{','.join(map(str, shape))}: give matching shapes or leave --input-shape out"
+        )
+    return x
+
+
 def load(args: argparse.Namespace, model: str | None) -> tuple[Any, np.ndarray]:
     """The layer and the input (``float32``, batch axis included) the options describe."""
+    if args.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     rng = np.random.default_rng(args.seed)
+    if args.input and not model and args.input_shape is None:
+        # Without --input-shape the file gives it: (batch, *spatial, channels).
+        args.input_shape = ",".join(map(str, _npy(args.input, "--input", ".npy").shape[1:]))
     layer = _from_model(model, args.layer) if model else _from_parameters(args, rng)
     if args.input:
-        x = np.load(args.input)
-        if x.ndim == layer.rank + 1:
-            x = x[None]
-        layer.spatial_shape(x.shape)  # a clear error for a wrong shape
+        x = _input(args.input, layer, None if model else layer.input_shape)
     else:
         if layer.input_shape is None:
             raise ValueError(
@@ -169,8 +248,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_layer_arguments(parser)
     parser.add_argument(
         "--at",
+        metavar="INDEX",
         help="output index in the layer's layout, e.g. n,oy,ox,f (channels_last) or n,f,oy,ox "
-        "(channels_first); default: a central element",
+        "(channels_first); negative indices count from the end (write --at=-1,0,0,0); "
+        "default: a central element",
     )
     parser.add_argument("--all", action="store_true", help="print every product, not a summary")
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")

@@ -7,10 +7,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from .. import jax as jax_adapter
-from .. import keras as keras_adapter
 from .. import layouts
 from .. import onnx as onnx_adapter
 from .. import torch as torch_adapter
@@ -68,60 +64,57 @@ def _build(args: argparse.Namespace) -> tuple[TransposedConv, tuple[int, ...], d
             f"--input-shape needs batch, 1 to 3 spatial axes and channels, got {shape}"
         )
     rank = len(shape) - 2
-    first = args.convention in ("torch", "onnx") or args.data_format == "channels_first"
+    first = args.convention in layouts.GROUPED or args.data_format == "channels_first"
     cin = shape[1] if first else shape[-1]
-    filters = args.filters or cin
-    groups = args.groups
-    if groups != 1 and args.convention not in ("torch", "onnx"):
+    filters = cin if args.filters is None else args.filters
+    if args.groups != 1 and args.convention not in layouts.GROUPED:
         raise ValueError(f"--groups applies to torch and onnx, not {args.convention}")
-    if groups < 1 or cin % groups or filters % groups:
+    if args.groups < 1 or cin % args.groups or filters % args.groups:
         raise ValueError(
-            f"in_channels={cin} and filters={filters} must be divisible by groups={groups}"
+            f"in_channels={cin} and filters={filters} must be divisible by groups={args.groups}"
         )
+    if filters < 1:
+        raise ValueError(f"--filters must be positive, got {filters}")
     k = _per_axis(_ints(args.kernel_size, "kernel-size"), rank, "kernel-size", 1)
     s = _per_axis(args.strides and _ints(args.strides, "strides"), rank, "strides", 1)
     d = _per_axis(args.dilation and _ints(args.dilation, "dilation"), rank, "dilation", 1)
     op_values = args.output_padding and _ints(args.output_padding, "output-padding")
     params: dict[str, Any]
     if args.convention == "keras":
-        layer_cls = getattr(keras_adapter, f"Conv{rank}DTranspose")
-        padding = args.padding or "valid"
         op = None if op_values is None else _per_axis(op_values, rank, "output-padding", 0)
-        layer = layer_cls(filters, k, s, padding, op, args.data_format, d)
-        layer.set_weights([np.zeros((*k, filters, cin), np.float32), np.zeros(filters, np.float32)])
-        params = {"padding": padding, "output_padding": op}
-        return layer, shape, params
-    if args.convention == "torch":
-        padding_values = _per_axis(
-            args.padding and _ints(args.padding, "padding"), rank, "padding", 0
-        )
-        op_t = _per_axis(op_values, rank, "output-padding", 0)
-        size = args.output_size and _ints(args.output_size, "output-size")
-        weight = np.zeros((cin, filters // groups, *k), np.float32)
-        conv = torch_adapter.op(weight, None, s, padding_values, op_t, groups, d, output_size=size)
-        params = {"padding": padding_values, "output_padding": op_t, "output_size": size}
-        return conv, shape, params
-    if args.convention == "onnx":
-        attrs = {
+        params = {"padding": args.padding or "valid", "output_padding": op}
+    elif args.convention == "torch":
+        params = {
+            "padding": _per_axis(
+                args.padding and _ints(args.padding, "padding"), rank, "padding", 0
+            ),
+            "output_padding": _per_axis(op_values, rank, "output-padding", 0),
+            "output_size": args.output_size and _ints(args.output_size, "output-size"),
+        }
+    elif args.convention == "onnx":
+        params = {
             "auto_pad": args.auto_pad,
             "pads": args.pads and _ints(args.pads, "pads"),
             "output_padding": op_values and _per_axis(op_values, rank, "output-padding", 0),
             "output_shape": args.output_shape and _ints(args.output_shape, "output-shape"),
-            "strides": s,
-            "dilations": d,
-            "group": groups,
         }
-        weight = np.zeros((cin, filters // groups, *k), np.float32)
-        conv = onnx_adapter.op(weight, **attrs)
-        return (
-            conv,
-            shape,
-            {key: attrs[key] for key in ("auto_pad", "pads", "output_padding", "output_shape")},
-        )
-    padding = _jax_padding(args.padding or "VALID")
-    rhs = np.zeros((*k, cin, filters), np.float32)
-    conv = jax_adapter.op(rhs, s, padding, d, use_consistent_padding=args.use_consistent_padding)
-    return conv, shape, {"padding": padding, "use_consistent_padding": args.use_consistent_padding}
+    else:
+        params = {
+            "padding": _jax_padding(args.padding or "VALID"),
+            "use_consistent_padding": args.use_consistent_padding,
+        }
+    conv = layouts.op(
+        args.convention,
+        k,
+        s,
+        d,
+        in_channels=cin,
+        filters=filters,
+        groups=args.groups,
+        data_format=args.data_format,
+        **params,
+    )
+    return conv, shape, params
 
 
 def _layout(convention: str, n: int, spatial: Sequence[int], channels: int) -> list[int]:

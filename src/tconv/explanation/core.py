@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import activations, ops
 from ..geometry import Axis, Geometry
+from ..keras import LAST_AXIS_ACTIVATIONS, activates_in_layout
 from ..layer import TransposedConv
 
 AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
@@ -86,6 +87,23 @@ class AxisStep:
     axis: Axis
     o: int
     pairs: tuple[tuple[int, int], ...]
+
+    def empty_reason(self) -> str:
+        """Why no input reaches this axis position (when :attr:`pairs` is empty)."""
+        a, n, p = self.axis, self.name, self.o + self.axis.crop_start
+        if not 0 <= p < a.full:
+            return (
+                f"on axis {n}, p = {p} is outside the full length 0..{a.full - 1}: a zero row "
+                "that the crop rule added (output_padding or padding), never written by a stamp"
+            )
+        if a.size == 0:
+            return f"on axis {n} the input is empty"
+        return (
+            f"on axis {n}, p = {p} falls in a gap between the stamps of neighbouring inputs "
+            f"(kernel span {a.span} < stride {a.stride})"
+            if a.span < a.stride
+            else f"on axis {n}, no tap lands on p = {p}"
+        )
 
     def lines(self) -> list[str]:
         a, n, p = self.axis, self.name, self.o + self.axis.crop_start
@@ -206,7 +224,11 @@ class Explanation:
         pre = np.asarray(total + dtype.type(self.bias), dtype=dtype).reshape(1)
         self.activation = layer.activation
         self.preactivation = float(pre[0])
-        self.activated = float(activations.apply(self.activation, pre)[0])
+        if self.activation in LAST_AXIS_ACTIVATIONS:
+            # softmax/log_softmax mix a whole output axis: that needs every element of it.
+            self.activated = float(np.asarray(layer(x))[self.at])
+        else:
+            self.activated = float(activations.apply(self.activation, pre)[0])
         self.value = x.dtype.type(self.activated) if x.dtype.kind == "f" else self.activated
 
     # -- indices in the layer's layouts ------------------------------------------------------
@@ -246,14 +268,35 @@ class Explanation:
         xi = f"x[{self.n}, c, {sp}]" if layer.channels_first else f"x[{self.n}, {sp}, c]"
         pad = " " * len(self.at_text)
         terms = [f"{t.input_index}·kernel{t.kernel_index}" for t in self.taps] or ["0"]
+        c0, c1 = self.channels
+        over = f"Σ_c (c = {c0}..{c1 - 1})" if (c0, c1) != (0, g.in_channels) else "Σ_c"
         lines = [
             f"{self.at_text} = {self.activation}(bias[{self.f}] + Σ over taps ({sp}; {kp}) "
-            f"Σ_c {xi}·W[{kp}, {self.f}, c])",
+            f"{over} {xi}·kernel[{self._kernel_pattern()}])",
             f"{pad} = {self.activation}(bias[{self.f}]",
         ]
         lines += [f"{pad}     + {t}" for t in terms]
         lines[-1] += ")"
         return "\n".join(lines)
+
+    def _kernel_pattern(self) -> str:
+        """The framework kernel's index of weight (tap k, filter f, channel c) as text, e.g.
+        ``ky, kx, 17, c`` (Keras) or ``c, 0, ky, kx`` (PyTorch): found by following canonical
+        positions through the layout, so every framework layout reads right."""
+        g, names = self.geometry, axis_names(self.geometry.rank)
+        kindex = KernelIndexer(self.layer)
+        base = kindex((0,) * g.rank, self.f)
+        cols = [str(int(v)) for v in base[0]]
+        if g.in_per_group > 1:
+            col = int(np.flatnonzero(base[1] != base[0])[0])
+            offset = self.channels[0] - int(base[0][col])
+            cols[col] = "c" if offset == 0 else f"c - {offset}"
+        for a, (n, size) in enumerate(zip(names, self.layer.kernel_size, strict=True)):
+            if size > 1:
+                step = kindex(tuple(int(b == a) for b in range(g.rank)), self.f)[0] - base[0]
+                col = int(np.flatnonzero(step)[0])
+                cols[col] = f"k{n}" if step[col] > 0 else f"{size - 1}-k{n}"
+        return ", ".join(cols)
 
     def filter_role(self) -> str:
         """What filter ``f`` is: its kernel block and the channels it reads."""
@@ -269,8 +312,12 @@ class Explanation:
             c0, c1 = self.channels
             text += (
                 f" over input channels {c0}..{c1 - 1} only (group {self.group} of {g.groups}; "
-                f"output channels {self.group * g.out_per_group}.."
-                f"{(self.group + 1) * g.out_per_group - 1} share them)."
+                + (
+                    f"output channels {self.group * g.out_per_group}.."
+                    f"{(self.group + 1) * g.out_per_group - 1} share them)."
+                    if g.out_per_group > 1
+                    else "no other output channel reads them)."
+                )
             )
         text += (
             f" Each tap dots the {g.in_per_group}-deep input column with the matching "
@@ -296,8 +343,9 @@ class Explanation:
         ntaps = int(np.prod(layer.kernel_size))
         if not self.taps:
             lines.append(
-                "No (input, tap) pair reaches this element (it lies in rows the crop rule added"
-                " or that no input reaches): its value is the bias alone."
+                "No (input, tap) pair reaches this element: its value is the bias alone ("
+                + "; ".join(step.empty_reason() for step in self.steps if not step.pairs)
+                + ")."
             )
         else:
             lines.append(
@@ -313,10 +361,23 @@ class Explanation:
             f"  {f'+ bias[{self.f}]':<{width + 10}} = {_fmt(self.bias)}",
             f"  {'preactivation':<{width + 10}} = {_fmt(self.preactivation)}",
             f"  {f'{self.activation}(preactivation)':<{width + 10}} = {_fmt(self.activated)}",
+            *(
+                [f"  ({self.activation} normalises a whole output axis: {self._axis_text()})"]
+                if self.activation in LAST_AXIS_ACTIVATIONS
+                else []
+            ),
             "",
             self.filter_role(),
         ]
         return "\n".join(lines)
+
+    def _axis_text(self) -> str:
+        """Which output axis a softmax-like activation normalises, in words."""
+        if activates_in_layout(self.layer):
+            axis = f"the last spatial axis, y[{', '.join(map(str, self.at[:-1]))}, :]"
+            return f"{axis}, as Keras applies it to a channels_first output"
+        c = self.output_shape[1 if self.layer.channels_first else -1]
+        return f"the {c} output channels of this position"
 
     def _channel_lines(self, t: int, all: bool, shown: int) -> list[str]:
         per = self.geometry.in_per_group

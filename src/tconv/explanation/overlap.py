@@ -34,6 +34,7 @@ class Overlap:
     constant_response: np.ndarray
     kernel_size: tuple[int, ...]
     strides: tuple[int, ...]
+    dilation: tuple[int, ...]
 
     @property
     def contrast(self) -> float:
@@ -49,8 +50,10 @@ class Overlap:
         names = axis_names(len(self.strides))
         k, s = "×".join(map(str, self.kernel_size)), "×".join(map(str, self.strides))
         rule = [
-            f"kernel {kk} {'is' if kk % ss == 0 else 'is not'} divisible by stride {ss} on axis {n}"
-            for n, kk, ss in zip(names, self.kernel_size, self.strides, strict=True)
+            _axis_rule(n, kk, ss, dd)
+            for n, kk, ss, dd in zip(
+                names, self.kernel_size, self.strides, self.dilation, strict=True
+            )
         ]
         lines = [
             f"Overlap map: (input, tap) pairs per output position (kernel {k}, stride {s}); "
@@ -58,6 +61,12 @@ class Overlap:
             + f" ({'; '.join(rule)}).",
         ]
         lines += _grid_text(self.counts, max_side)
+        holes = int(np.count_nonzero(self.counts == 0))
+        if holes:
+            lines.append(
+                f"{holes} of {self.counts.size} output positions (0 above) are reached by no "
+                "input: their value is the bias alone."
+            )
         lines.append(
             "Per phase (output positions ≡ residue mod stride): taps, kernel energy ΣW² "
             "(mean over filters), response to an all-ones input (interior mean):"
@@ -73,6 +82,18 @@ class Overlap:
             f"Checkerboard contrast of the constant response (max-min)/max|.|: {self.contrast:.3g}"
         )
         return "\n".join(lines)
+
+
+def _axis_rule(name: str, k: int, s: int, d: int) -> str:
+    """Why one axis is even or not: how many taps land on each position modulo the stride."""
+    per_phase = np.bincount([(j * d) % s for j in range(k)], minlength=s)
+    if d == 1:
+        verdict = "is" if k % s == 0 else "is not"
+        return f"kernel {k} {verdict} divisible by stride {s} on axis {name}"
+    return (
+        f"axis {name}: taps at j*{d} for j < {k} fall {'/'.join(map(str, per_phase))} "
+        f"on the {s} positions mod stride {s}"
+    )
 
 
 def _grid_text(counts: np.ndarray, max_side: int) -> list[str]:
@@ -125,4 +146,5 @@ def overlap(layer: TransposedConv, spatial: tuple[int, ...] | list[int]) -> Over
         np.array(response),
         layer.kernel_size,
         layer.strides,
+        layer.dilation,
     )

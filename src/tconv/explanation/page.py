@@ -60,6 +60,7 @@ def page_data(
     channels = [(f0 + t) % g.out_channels for t in range(min(max_channels, g.out_channels))]
     cells: dict[str, Any] = {}
     values: dict[str, dict[str, Any]] = {str(f): {} for f in channels}
+    roles: dict[str, str] = {}
     reached: list[set[int]] = [set() for _ in plane]
     for pos in np.ndindex(*(len(w) for w in out_win)):
         op = tuple(w[p] for w, p in zip(out_win, pos, strict=True))
@@ -70,6 +71,7 @@ def page_data(
         for f in channels:
             e = explain(layer, x, _layer_index(layer, chosen.n, o, f))
             values[str(f)][key] = _cell_values(e)
+            roles.setdefault(str(f), e.filter_role())
             if f == f0:
                 cells[key] = {
                     "at": list(e.at),
@@ -166,7 +168,7 @@ def page_data(
         "phases": phases,
         "selected": _key([chosen.o[a] for a in plane]),
         "channel": f0,
-        "filter_role": chosen.filter_role(),
+        "filter_roles": roles,
         "activation": chosen.activation,
     }
 

@@ -144,7 +144,16 @@ def _rect(ax: Any, r0: float, c0: float, h: float, w: float, **kw: Any) -> None:
     ax.add_patch(mpatches.Rectangle((c0 - 0.5, r0 - 0.5), w, h, fill=False, **kw))
 
 
-def _grid(ax: Any, data: np.ndarray, title: str, values: bool, cmap: str = "RdBu_r") -> Any:
+def _grid(
+    ax: Any,
+    data: np.ndarray,
+    title: str,
+    values: bool,
+    cmap: str = "RdBu_r",
+    positions: Sequence[range] | None = None,
+) -> Any:
+    """Draw ``data`` (1D: one row); ``positions`` are the real indices of its rows/columns
+    (default from 0); long axes get every n-th tick so the labels stay readable."""
     data = _as2d(data)
     lim = float(np.max(np.abs(data))) or 1.0
     if cmap == "RdBu_r":
@@ -155,8 +164,14 @@ def _grid(ax: Any, data: np.ndarray, title: str, values: bool, cmap: str = "RdBu
             data, cmap=cmap, vmin=low - (lim - low), vmax=lim + 0.3 * (lim - low), alpha=0.7
         )
     ax.set_title(title, fontsize=9)
-    ax.set_xticks(range(data.shape[1]))
-    ax.set_yticks(range(data.shape[0]))
+    if positions is None:
+        rows, cols = range(data.shape[0]), range(data.shape[1])
+    else:
+        rows, cols = _labels(positions)
+        rows = rows or range(1)
+    for set_ticks, labels in ((ax.set_yticks, rows), (ax.set_xticks, cols)):
+        step = -(-len(labels) // 16)
+        set_ticks(range(0, len(labels), step), [str(v) for v in labels[::step]])
     ax.tick_params(labelsize=6, length=0)
     texts = []
     if values and max(data.shape) <= VALUES_UP_TO:
@@ -193,7 +208,12 @@ def element_figure(e: Explanation, path: str | None = None) -> Any:
     norms = np.sqrt((xc[lead] ** 2).sum(axis=-1))[window]
     where = "".join(f", i{names[a]}={v}" for a, v in zip(plane.fixed, lead, strict=True))
     _grid(
-        axs[0], norms, f"input ‖x[{e.n}, …, :]‖ over {g.in_channels} channels{where}", True, "Blues"
+        axs[0],
+        norms,
+        f"input ‖x[{e.n}, …, :]‖ over {g.in_channels} channels{where}",
+        True,
+        "Blues",
+        plane.in_window,
     )
     for t in shown:
         rc = [
@@ -201,9 +221,15 @@ def element_figure(e: Explanation, path: str | None = None) -> Any:
         ]
         r, c = (0, rc[0]) if len(rc) == 1 else rc
         _rect(axs[0], r, c, 1, 1, edgecolor="#d62728", lw=2.5)
-    axs[0].set_xlabel(
-        f"i{names[-1]} (from {plane.in_window[-1].start}); red: reach {e.at_text}", fontsize=8
-    )
+    label = f"i{names[-1]}; red: reach {e.at_text}"
+    if len(shown) < len(e.taps):
+        others = sorted({tuple(t.input_position[a] for a in plane.fixed) for t in e.taps} - {lead})
+        fixed_names = ",".join(f"i{names[a]}" for a in plane.fixed)
+        label += (
+            f"\n{len(shown)} of the {len(e.taps)} taps are in this plane; the others are at "
+            f"{fixed_names} = {', '.join(','.join(map(str, o)) for o in others)}"
+        )
+    axs[0].set_xlabel(label, fontsize=8)
     kn = np.sqrt((layer.kernel[..., e.f, :].astype(np.float64) ** 2).sum(axis=-1))[klead]
     kwhere = "".join(f", k{names[a]}={v}" for a, v in zip(plane.fixed, klead, strict=True))
     _grid(axs[1], kn, f"filter {e.f}: ‖W[tap, {e.f}, :]‖ per tap{kwhere}", True, "Blues")
@@ -461,6 +487,16 @@ def _labels(windows: Sequence[range]) -> tuple[range, range]:
     return (windows[0], windows[1]) if len(windows) == 2 else (range(0, 0), windows[0])
 
 
+def _columns(panels: Sequence[tuple[int, str]], gap: int = 40) -> tuple[list[int], int]:
+    """Left edges of side-by-side panels ``(grid width, title)`` and the canvas width: each
+    panel is as wide as its grid or its title, whichever is wider, so titles never overlap."""
+    lefts, x = [], gap
+    for grid_width, title in panels:
+        lefts.append(x)
+        x += max(grid_width, int(_font(11).getlength(title))) + gap
+    return lefts, x
+
+
 def _save_gif(images: list[Any], path: str, ms: int) -> str:
     from PIL import Image
 
@@ -472,7 +508,7 @@ def _save_gif(images: list[Any], path: str, ms: int) -> str:
 
 def scatter_gif(e: Explanation, path: str, ms: int = 450) -> str:
     """GIF: the slice's input pixels stamp ``Σ_c x[i, c] · W[:, f, c]`` in turn onto the full
-    output plane, which accumulates; the dashed box is what the crop keeps."""
+    output plane, which accumulates; the black box is what the crop keeps."""
     _mpl()
     plane = plane_of(e)
     frames = scatter_frames(e, plane)
@@ -485,9 +521,15 @@ def scatter_gif(e: Explanation, path: str, ms: int = 450) -> str:
     cell_full = CELL if max(final.shape) <= 20 else max(8, 600 // max(final.shape))
     kshape = _as2d(frames[0].stamp).shape if frames else (1, 1)
     in2 = _as2d(np.zeros(in_shape)).shape
-    xk = 40 + in2[1] * CELL + 40
-    xf = xk + kshape[1] * CELL + 60
-    width = xf + final.shape[1] * cell_full + 30
+    stamp_title = f"stamp sum_c x[i, c]*W[.., {e.f}, c]"
+    full_title = "full output (before crop and bias); black box: what the crop keeps"
+    (_, xk, xf), width = _columns(
+        [
+            (in2[1] * CELL, "input pixel (0, 0, 0)"),
+            (kshape[1] * CELL, stamp_title),
+            (final.shape[1] * cell_full, full_title),
+        ]
+    )
     height = 80 + max(in2[0] * CELL, final.shape[0] * cell_full) + 40
     images = []
     for fr in frames:
@@ -506,13 +548,13 @@ def scatter_gif(e: Explanation, path: str, ms: int = 450) -> str:
             mark,
             _labels(plane.in_window),
         )
-        _draw_grid(draw, (xk, 80), fr.stamp, f"stamp sum_c x[i, c]*W[.., {e.f}, c]", slim)
+        _draw_grid(draw, (xk, 80), fr.stamp, stamp_title, slim)
         full = _as2d(fr.full)
         _draw_grid(
             draw,
             (xf, 80),
             full,
-            "full output (before crop, bias); dashed: kept",
+            full_title,
             lim,
             cell=cell_full,
         )
@@ -542,6 +584,23 @@ def scatter_gif(e: Explanation, path: str, ms: int = 450) -> str:
     return _save_gif(images, path, ms)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def gather_caption(e: Explanation, shown: int = 3) -> str:
+    """One line under a gather frame: bias + the tap sums (at most ``2*shown``, the rest
+    counted), the value, and the number of taps and channels."""
+    sums = [f"{t.sum:.3g}" for t in e.taps]
+    if len(sums) > 2 * shown:
+        sums = [*sums[:shown], f"... {len(sums) - 2 * shown} more ...", *sums[-shown:]]
+    taps = _count(len(e.taps), "tap")
+    return (
+        f"y{tuple(e.at)} = {e.activation}({' + '.join([f'{e.bias:.3g}', *sums])}) = "
+        f"{float(e.value):.4g}   ({taps} x {_count(e.geometry.in_per_group, 'channel')})"
+    )
+
+
 def gather_gif(e: Explanation, path: str, ms: int = 450) -> str:
     """GIF: the slice's output elements filled in turn, each with the input pixels and kernel
     taps it gathers (values from :func:`explain`)."""
@@ -560,9 +619,14 @@ def gather_gif(e: Explanation, path: str, ms: int = 450) -> str:
     in2, k2, y2 = (
         _as2d(np.zeros(s)).shape for s in ([len(w) for w in plane.in_window], kshape, y.shape)
     )
-    xk = 40 + in2[1] * CELL + 40
-    xo = xk + k2[1] * CELL + 50
-    width, height = xo + y2[1] * CELL + 30, 80 + max(in2[0], y2[0]) * CELL + 60
+    (_, xk, xo), width = _columns(
+        [
+            (in2[1] * CELL, "inputs it gathers"),
+            (k2[1] * CELL, "kernel taps"),
+            (y2[1] * CELL, f"output y{tuple(e.at)}"),
+        ]
+    )
+    height = 80 + max(in2[0], y2[0]) * CELL + 60
     images = []
     for pos in np.ndindex(*y.shape):
         o = list(e.o)
@@ -597,9 +661,7 @@ def gather_gif(e: Explanation, path: str, ms: int = 450) -> str:
         )
         draw.text(
             (40, height - 30),
-            f"y{tuple(cell.at)} = {cell.activation}({cell.bias:.3g} + "
-            + " + ".join(f"{t.sum:.3g}" for t in cell.taps)
-            + f") = {float(cell.value):.4g}   ({len(cell.taps)} taps x {g.in_per_group} channels)",
+            gather_caption(cell),
             fill=(0, 0, 0),
             font=_font(11),
         )

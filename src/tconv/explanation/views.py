@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import activations, ops
 from ..geometry import Geometry
+from ..keras import activates_in_layout
 from ..layer import TransposedConv
 from .core import ix
 
@@ -57,8 +58,11 @@ def _finish(layer: TransposedConv, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Bias, activation, the input's dtype and the layer's layout, as the forward does."""
     if layer.bias is not None:
         y = y + layer.bias.astype(y.dtype)
-    y = activations.apply(layer.activation, y).astype(np.asarray(x).dtype, copy=False)
-    return np.ascontiguousarray(layer.from_canonical(y))
+    if activates_in_layout(layer):  # Keras softmax of a channels_first layer: last axis
+        y = activations.apply(layer.activation, layer.from_canonical(y))
+    else:
+        y = layer.from_canonical(activations.apply(layer.activation, y))
+    return np.ascontiguousarray(y.astype(np.asarray(x).dtype, copy=False))
 
 
 def _mix(rows: np.ndarray, kernel: np.ndarray, groups: int) -> np.ndarray:
