@@ -51,3 +51,10 @@ def test_small_demo_with_pictures(tmp_path, capsys):
     for name in names.split():
         assert (tmp_path / name).stat().st_size > 1000, name
     assert f"Wrote to {tmp_path}/: {', '.join(names.split())}" in out
+
+
+def test_demo_summary_counts_taps_per_phase_and_border(tmp_path, capsys):
+    """Kernel 2, stride 2: one tap everywhere, so no "fewer at the border" (and no "1 taps")."""
+    argv = ["demo", "--input-shape", "3,3,2", "--filters", "2", "--kernel-size", "2"]
+    assert main([*argv, "--no-pictures", "--out", str(tmp_path)]) == 0
+    assert "lands on it (here 1 tap in every stride phase), " in capsys.readouterr().out

@@ -9,6 +9,7 @@ import pytest
 from conftest import assert_close, peer
 
 import tconv
+from tconv import jax as tj
 from tconv import keras as tk
 from tconv import torch as tt
 from tconv.explanation import explain
@@ -257,3 +258,23 @@ def test_softmax_element_value_and_views(fmt):
     axis = "the last spatial axis, y[0, 1, 2, :]" if fmt == "channels_first" else "the 3 output"
     assert f"(softmax normalises a whole output axis: {axis}" in e.to_text()
     assert max(agreement(layer, x).values()) < 1e-12
+
+
+def test_formula_header_speaks_the_framework_kernel_layout():
+    """The header's kernel index follows the framework layout (it used to be the canonical
+    W[ky, kx, f, c] for every framework, wrong for PyTorch, groups and JAX's flip)."""
+    rng = np.random.default_rng(0)
+    op = tt.op(rng.standard_normal((4, 1, 3, 3)), None, stride=2, padding=1, groups=2)
+    e = explain(op, rng.standard_normal((1, 4, 3, 3)), (0, 1, 2, 3))
+    head = e.formula().splitlines()[0]
+    assert "Σ_c (c = 2..3) x[0, c, iy, ix]·kernel[c, 0, ky, kx])" in head
+    assert "no other output channel reads them" in e.filter_role()
+    w = rng.standard_normal((3, 2, 4, 5))
+    op = tj.op(w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    e = explain(op, rng.standard_normal((1, 3, 3, 4)), (0, 2, 3, 1))
+    assert "x[0, iy, ix, c]·kernel[2-ky, 1-kx, c, 1])" in e.formula()
+    # Every term's kernel index is the pattern with its own tap and channel filled in.
+    for row in e.terms:
+        (ky, kx), c = e.taps[0].kernel_position, row["input_index"][-1]
+        if tuple(row["kernel_index"][:2]) == (2 - ky, 1 - kx):
+            assert tuple(row["kernel_index"][2:]) == (c, 1)

@@ -140,6 +140,13 @@ REJECT = [
     dict(dimension_numbers=("NHC", "HIO")),
     dict(dimension_numbers=("NHC", "HIO", "NHW")),
     dict(x=(1, 0, 2), padding=((-1, 0),)),
+    # non-integers: JAX refuses them, tconv used to truncate them silently
+    dict(strides=(2.5,)),
+    dict(rhs_dilation=(1.5,)),
+    dict(padding=((1.5, 1),)),
+    dict(padding=5),
+    dict(padding=None),
+    dict(padding=((1, 1, 1),)),
 ]
 
 
@@ -244,3 +251,12 @@ def test_kernel_layout_index_follows_every_element(rhs_spec, tk):
     index = layout.index(canonical.shape, 1)
     for pos in np.ndindex(*canonical.shape):
         assert canonical[pos] == rhs[tuple(index[pos])]
+
+
+@pytest.mark.parametrize("padding", [5, None, ((1, 1, 1),), ((1.5, 1),)])
+def test_bad_padding_is_named(padding):
+    """Used to be a bare "'int' object is not iterable" (or a silent truncation of 1.5)."""
+    with pytest.raises(ValueError, match="padding argument to conv_general_dilated"):
+        tj.conv_transpose(
+            np.ones((1, 5, 2), np.float32), np.ones((3, 2, 3), np.float32), (1,), padding
+        )

@@ -229,3 +229,39 @@ def test_torch_no_equivalent_advice_reproduces_the_crops(crops, s, d):
     y = y[:, count["drop the first"] : y.shape[1] - count["drop the last"]]
     y = np.pad(y, [(0, 0), (count["prepend"], count["append"]), (0, 0)])
     assert_close(y, expected, 9)
+
+
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        # these used to return a wrong array, or fail inside NumPy or zip()
+        (lambda: tl.convert_kernel(np.zeros((3, 3)), "keras", "torch"), ValueError, "3 to 5"),
+        (lambda: tl.torch_to_keras(np.zeros((6, 3, 3)), groups=4), ValueError, "must divide"),
+        (lambda: tl.torch_to_keras(np.zeros((6, 3, 3)), groups=0), ValueError, "positive int"),
+        (lambda: tl.crops("keras", (8,), (3,), (2, 2)), ValueError, "strides must be an int or 1"),
+        (lambda: tl.crops("keras", (8, 8), (3,)), ValueError, "input_shape must hold the 1"),
+        (lambda: tl.crops("keras", (8,), (-3,)), ValueError, "kernel_size must be"),
+        # these used to give crops for parameters the framework refuses, or ignore a typo
+        (lambda: tl.crops("keras", (8,), (3,), 0), ValueError, "strides must be positive"),
+        (lambda: tl.crops("keras", (8,), (3,), padding="full"), ValueError, "`padding`"),
+        (lambda: tl.crops("keras", (8,), (3,), paddin="same"), TypeError, "'paddin'"),
+        (lambda: tl.crops("torch", (8,), (3,), padding=-1), ValueError, "negative padding"),
+        (lambda: tl.crops("torch", (8,), (3,), 2, output_padding=2), ValueError, "output pad"),
+        (lambda: tl.crops("onnx", (8,), (3,), auto_pad="SAME"), ValueError, "AutoPadType"),
+        (lambda: tl.crops("onnx", (8,), (3,), pads=[1]), ValueError, "pads size (1)"),
+        (lambda: tl.crops("jax", (8,), (3,), padding=[(1, 1)] * 2), TypeError, "explicit pads"),
+        (lambda: tl.padding_for("torch", [(1, 0)], (3, 3)), ValueError, "crops must be 2"),
+        (lambda: tl.padding_for("torch", [(1, 0)], (3,), 0), ValueError, "strides must be pos"),
+    ],
+)
+def test_bad_arguments_are_named(call, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_op_builds_each_convention():
+    conv = tl.op("torch", (3, 3), 2, in_channels=4, filters=6, groups=2, padding=1)
+    assert (conv.framework, conv.in_channels, conv.filters, conv.groups) == ("torch", 4, 6, 2)
+    assert tl.op("keras", (3,), 2, padding="SAME").crops((5,)) == [(0, 1)]
+    with pytest.raises(ValueError, match="groups=2 applies to torch and onnx"):
+        tl.op("jax", (3,), groups=2)

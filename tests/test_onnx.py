@@ -255,3 +255,15 @@ def test_random_sweep_1000(capsys):
             f"both; worst |diff| float32 {worst[np.float32]:.3e}, float64 {worst[np.float64]:.3e}"
         )
     assert checked > 600
+
+
+def test_mixed_dtypes_and_group_type():
+    """ONNX binds X, W and B to one type T (onnxruntime refuses the model otherwise); tconv used
+    to compute mixed dtypes, and a float group failed with the wrong error type."""
+    x, w = np.ones((1, 2, 3), np.float64), np.ones((2, 1, 3), np.float32)
+    with pytest.raises(TypeError, match=r"\(X: float64, W: float32\)"):
+        to.conv_transpose(x, w)
+    with pytest.raises(TypeError, match="B: float64"):
+        to.conv_transpose(x.astype(np.float32), w, np.ones(1))
+    with pytest.raises(TypeError, match="group must be an int, got 2.0"):
+        to.conv_transpose(x, w, group=2.0)

@@ -6,11 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import peer
+from conftest import assert_close, peer
 from test_onnx import _ort_run
 
 import tconv.keras as tconv_keras
+import tconv.layouts as tl
+import tconv.torch as tt
 from tconv import cli
+from tconv.layer import TransposedConv
 
 
 def _shape(capsys, *args: str) -> dict:
@@ -146,41 +149,72 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("args", CASES)
-def test_every_equivalent_gives_the_same_shape_in_its_framework(capsys, args):
-    """The printed output shape is the framework's, and so is each equivalent's."""
+def _framework_run(convention, params, x, kernel, groups, strides, dilation):
+    """Run the real framework with ``params`` on canonical data ``x`` ``(N, *spatial, C)`` and
+    canonical kernel; returns the canonical output (TensorFlow's CPU kernels refuse dilation > 1,
+    so tconv's Keras adapter stands in there)."""
     torch, jax = peer("torch"), peer("jax")
+    params = {key: value for key, value in params.items() if value is not None}
+    rank = x.ndim - 2
+    x_cf = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    weight = tl.kernel_layout("torch", rank).from_canonical(kernel, groups)
+    if convention == "torch":
+        fn = getattr(torch.nn.functional, f"conv_transpose{rank}d")
+        size = params.pop("output_size", None)
+        if size is not None:  # what ConvTranspose*d.forward(x, output_size) does
+            params["output_padding"] = tt.output_padding_for(
+                size, x.shape[1:-1], kernel.shape[:-2], strides, params["padding"], dilation
+            )
+        y = fn(
+            torch.from_numpy(x_cf),
+            torch.from_numpy(weight),
+            stride=strides,
+            dilation=dilation,
+            groups=groups,
+            **params,
+        ).numpy()
+        return np.moveaxis(y, 1, -1)
+    if convention == "onnx":
+        y = _ort_run(x_cf, weight, strides=strides, dilations=dilation, group=groups, **params)
+        return np.moveaxis(y, 1, -1)
+    dense = tl.dense(kernel, groups)
+    if convention == "jax":
+        pairs = params["padding"]
+        params["padding"] = pairs if isinstance(pairs, str) else [tuple(p) for p in pairs]
+        rhs = tl.convert_kernel(dense, "keras", "jax")
+        return np.asarray(jax.lax.conv_transpose(x, rhs, strides, rhs_dilation=dilation, **params))
+    ops = peer("keras").ops if max(dilation) == 1 else tconv_keras
+    return np.asarray(ops.conv_transpose(x, dense, strides, dilation_rate=dilation, **params))
+
+
+CASES += [  # the user's layer in Keras, and PyTorch's usual port of it (shifted by one row)
+    ["--convention", "keras", "--padding", "same", *SEED],
+    ["--convention", "torch", "--padding", "1", "--output-padding", "1", *SEED],
+]
+
+
+@pytest.mark.parametrize("args", CASES)
+def test_every_equivalent_gives_the_same_result_in_its_framework(capsys, args):
+    """The printed crops are the framework's, and each equivalent gives the same numbers (not
+    just the same shape) in its own framework, with random weights."""
     info = _shape(capsys, *args)
-    n, rank = info["input_shape"][0], len(info["axes"])
-    k = [a["kernel"] for a in info["axes"]]
-    s = [a["stride"] for a in info["axes"]]
-    d = [a["dilation"] for a in info["axes"]]
-    spatial = [a["input"] for a in info["axes"]]
-    cin, filters = info["in_channels"], info["filters"]
-    x_cf = np.zeros((n, cin, *spatial), np.float32)
-    x_cl = np.moveaxis(x_cf, 1, -1)
-    fn = getattr(torch.nn.functional, f"conv_transpose{rank}d")
+    rng = np.random.default_rng(len(args))
+    axes = info["axes"]
+    spatial = [a["input"] for a in axes]
+    k, s, d = ([a[key] for a in axes] for key in ("kernel", "stride", "dilation"))
+    crops = [(a["crop_start"], a["crop_end"]) for a in axes]
+    groups, cin, filters = info["groups"], info["in_channels"], info["filters"]
+    x = rng.standard_normal((info["input_shape"][0], *spatial, cin)).astype(np.float32)
+    kernel = rng.standard_normal((*k, filters, cin // groups)).astype(np.float32)
+    expected = TransposedConv(kernel, None, s, d, lambda _: crops, groups=groups).forward(x)
+    terms = cin * int(np.prod(k))
+    source = info["convention"]
+    got = _framework_run(source, info["parameters"], x, kernel, groups, s, d)
+    assert_close(got, expected, terms)
     for target, entry in info["equivalents"].items():
-        if "error" in entry:
-            continue
-        p = entry["parameters"]
-        if target == "torch":
-            y = fn(torch.from_numpy(x_cf), torch.zeros(cin, filters, *k), stride=s, dilation=d, **p)
-        elif target == "onnx":
-            y = _ort_run(
-                x_cf, np.zeros((cin, filters, *k), np.float32), strides=s, dilations=d, **p
-            )
-        elif target == "jax":
-            y = jax.lax.conv_transpose(
-                x_cl, np.zeros((*k, cin, filters), np.float32), s, rhs_dilation=d, **p
-            )
-        else:
-            # TensorFlow's CPU kernels refuse dilation > 1: then tconv's Keras adapter stands in.
-            ops = peer("keras").ops if max(d) == 1 else tconv_keras
-            y = ops.conv_transpose(
-                x_cl, np.zeros((*k, filters, cin), np.float32), s, dilation_rate=d, **p
-            )
-        assert list(np.shape(y)) == entry["output_shape"], target
+        if "error" not in entry:
+            got = _framework_run(target, entry["parameters"], x, kernel, groups, s, d)
+            assert_close(got, expected, terms)
 
 
 def test_text_output_and_help(capsys):
@@ -201,6 +235,14 @@ def test_text_output_and_help(capsys):
         (["--convention", "jax", "--groups", "2", *SEED], "--groups"),
         (["--convention", "onnx", "--input-shape", "1,2", "--kernel-size", "3"], "input-shape"),
         (["--convention", "torch", "--input-shape", "1,x,3", "--kernel-size", "3"], "input-shape"),
+        # options of another convention used to be ignored silently
+        (["--convention", "keras", "--pads", "1,1,1,1", *SEED], "--pads applies to onnx only"),
+        (["--convention", "onnx", "--padding", "1", *SEED], "--padding applies to keras, torch"),
+        (["--convention", "jax", "--output-size", "16,16", *SEED], "--output-size applies"),
+        # zero channels used to be reported as "--filters must be positive"
+        (["--convention", "keras", "--input-shape", "1,4,0", "--kernel-size", "3"], "channel"),
+        (["--convention", "keras", "--input-shape", "1,4,2", "--kernel-size", "3,3"], "1 value"),
+        (["--convention", "torch", "--groups", "0", *SEED], "--groups must be positive"),
     ],
 )
 def test_errors_are_clear(capsys, args, message):

@@ -293,3 +293,40 @@ def test_op_is_canonical_and_itertools_grid_of_kernel_index():
     idx = conv.kernel_layout.index(conv.kernel.shape, 2)
     for pos in itertools.product(*map(range, conv.kernel.shape)):
         assert conv.kernel[pos] == w[tuple(idx[pos])]
+
+
+def test_mixed_dtypes_refused_like_torch():
+    """PyTorch refuses input and weight of different dtypes; tconv used to compute them."""
+    torch = peer("torch")
+    x, w = np.ones((1, 2, 3, 3)), np.ones((2, 3, 2, 2), np.float32)
+    with pytest.raises(RuntimeError, match="expected scalar type"):
+        _torch_run(torch, x, w, None)
+    with pytest.raises(TypeError, match="input float64 and weight float32"):
+        tt.conv_transpose2d(x, w)
+    with pytest.raises(TypeError, match="same dtype"):
+        tt.ConvTranspose2d(2, 3, 2)(x)
+    # PyTorch accepts a bias of another dtype
+    b = np.ones(3, np.float64)
+    assert_close(
+        tt.conv_transpose2d(x.astype(np.float32), w, b),
+        _torch_run(torch, x.astype(np.float32), w, b),
+        8,
+    )
+
+
+def test_module_argument_types_and_signs():
+    """Wrong constructor arguments name the parameter (they used to fail inside NumPy)."""
+    with pytest.raises(TypeError, match="argument 'in_channels' must be int, not float"):
+        tt.ConvTranspose2d(4.0, 2, 3)
+    with pytest.raises(TypeError, match="argument 'groups' must be int, not float"):
+        tt.ConvTranspose2d(4, 2, 3, groups=2.0)
+    with pytest.raises(ValueError, match=r"negative dimension -4: \[-4, 2, 3, 3\]"):
+        tt.ConvTranspose2d(-4, 2, 3)
+    with pytest.raises(ValueError, match="negative dimension -1"):
+        tt.ConvTranspose2d(4, 2, -1)
+    m = tt.ConvTranspose2d(4, 2, 3, stride=2)
+    x = np.ones((1, 4, 5, 5), np.float32)
+    with pytest.raises(TypeError, match="output_size must be a sequence of ints"):
+        m(x, output_size=[11.5, 11])  # used to be truncated to 11
+    with pytest.raises(TypeError, match="output_size must be a sequence of ints"):
+        m(x, output_size=11)

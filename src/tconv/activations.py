@@ -74,6 +74,9 @@ ACTIVATIONS: dict[str, Activation] = {
     "softmax": _softmax,
     "log_softmax": _log_softmax,
 }
+LAST_AXIS = ("softmax", "log_softmax")
+"""Activations that mix the elements of the last axis (all others act element by element)."""
+
 # Names Keras accepts for the same function.
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu", None: "linear", "None": "linear"}
 

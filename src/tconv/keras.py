@@ -323,20 +323,6 @@ def _variable_dtype(policy: dict[str, Any]) -> np.dtype:
     return np.dtype(name)
 
 
-LAST_AXIS_ACTIVATIONS = ("softmax", "log_softmax")
-"""Activations that mix the elements of the output's last axis (in the layer's layout)."""
-
-
-def activates_in_layout(layer: TransposedConv) -> bool:
-    """True when ``layer``'s activation must see the output in the layer's channels_first
-    layout rather than the canonical channels-last one (Keras ``softmax``/``log_softmax``)."""
-    return (
-        isinstance(layer, BaseConvTranspose)
-        and layer.channels_first
-        and layer.activation in LAST_AXIS_ACTIVATIONS
-    )
-
-
 class BaseConvTranspose(TransposedConv):
     """A Keras ``Conv{1,2,3}DTranspose`` layer: Keras' constructor, config and weights API.
 
@@ -562,18 +548,13 @@ class BaseConvTranspose(TransposedConv):
     def forward(self, x: Any, method: str = "fast") -> np.ndarray:
         """Apply the layer (building it for ``x``'s shape first if needed).
 
-        Keras applies the activation to the output in the layer's layout, so ``softmax`` and
-        ``log_softmax`` normalise the last axis: the channels for channels_last, the last
-        spatial axis for channels_first (as ``keras.layers.Conv*Transpose`` does).
+        As in Keras, ``softmax`` and ``log_softmax`` normalise the last axis of the layer's
+        layout (see :meth:`tconv.layer.TransposedConv.activate`).
         """
         x = np.asarray(x)
         if self._kernel is None:
             self.build(x.shape)
-        if not activates_in_layout(self):
-            return super().forward(x, method)
-        linear = copy.copy(self)
-        linear.activation = "linear"
-        return activations.apply(self.activation, linear.forward(x, method))
+        return super().forward(x, method)
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         """Output shape for ``input_shape`` (batch axis included; ``None`` for unknown sizes)."""

@@ -213,13 +213,25 @@ class TransposedConv:
         """Canonical ``(N, *spatial, C)`` -> this layer's layout."""
         return np.moveaxis(y, -1, 1) if self.channels_first else y
 
+    def activate(self, y: np.ndarray) -> np.ndarray:
+        """Apply the activation to a canonical ``(N, *spatial, C)`` preactivation and return the
+        result in this layer's layout.
+
+        Element-wise activations ignore the layout.  ``softmax`` and ``log_softmax`` normalise
+        the last axis of the layer's own layout, as Keras applies them to the layer's output:
+        the channels for channels_last, the last spatial axis for channels_first.
+        """
+        if self.activation in activations.LAST_AXIS:
+            return activations.apply(self.activation, self.from_canonical(y))
+        return self.from_canonical(activations.apply(self.activation, y))
+
     def forward(self, x: np.ndarray, method: str = "fast") -> np.ndarray:
         """Apply the layer to ``x`` (this layer's layout); ``method`` is ``"fast"`` or
         ``"reference"``."""
         x = np.asarray(x)
         geometry = self.geometry(self.spatial_shape(x.shape))
-        y = ops.run(self.to_canonical(x), self.kernel, geometry, self.bias, self.activation, method)
-        return np.ascontiguousarray(self.from_canonical(y))
+        y = ops.run(self.to_canonical(x), self.kernel, geometry, self.bias, None, method)
+        return np.ascontiguousarray(self.activate(y))
 
     def __call__(self, x: np.ndarray, method: str = "fast") -> np.ndarray:
         return self.forward(x, method)

@@ -23,6 +23,8 @@ Padding: :func:`crops` reduces one convention's padding parameters to the canoni
 ``(crop_start, crop_end)`` per axis (each adapter's own rule); :func:`padding_for` finds the
 parameters of another convention that give the same crops for every input length, or raises
 :class:`NoEquivalentError` saying what to do instead.  :func:`convert_padding` chains them.
+:func:`op` builds any convention's op from its parameters (validated by that convention's
+adapter, with the framework's wording); ``tconv shape`` is built on it.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ onnxruntime also rejects ``output_padding >= max(stride, dilation)``, an output 
 and any output whose forward convolution would not give back the input length
 (``trunc((out + head + tail - span) / stride) + 1 != in``): in effect ``output_padding`` must be
 smaller than the stride.  tconv raises ``ValueError`` in exactly those cases.
+
+:func:`load_layers` reads every ConvTranspose node of an ``.onnx`` file (with the ``onnx``
+package, the ``onnx`` extra) as this op.
 """
 
 from __future__ import annotations

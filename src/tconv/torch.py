@@ -44,7 +44,7 @@ def spatial_output_size(output_size: Sequence[int], rank: int, batched: bool = T
     """PyTorch's reading of ``output_size``: the spatial sizes, or the whole output shape (``rank
     + 2`` items for batched input, ``rank + 1`` unbatched) whose leading items are dropped."""
     try:
-        sizes = list(output_size)
+        sizes: list[Any] = list(output_size)
     except TypeError:
         sizes = [None]
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in sizes):

@@ -171,15 +171,20 @@ def answer(e: Any) -> str:
     kernel = "×".join(map(str, e.layer.kernel_size))
     strides = "×".join(map(str, e.layer.strides))
     crops = ", ".join(f"({a.crop_start}, {a.crop_end})" for a in g.axes)
-    per_phase = sorted({len(ph.taps) for ph in phase_table(g)}, reverse=True)
+    table = {ph.residue: len(ph.taps) for ph in phase_table(g)}
+    per_phase = sorted(set(table.values()), reverse=True)
+    border = any(
+        len(list(g.taps(o))) < table[tuple(v % a.stride for v, a in zip(o, g.axes, strict=True))]
+        for o in np.ndindex(*g.out_shape)
+    )
     taps = (
-        f"here {per_phase[0]} taps in every stride phase"
+        f"here {per_phase[0]} tap{'' if per_phase[0] == 1 else 's'} in every stride phase"
         if len(per_phase) == 1
         else f"here {'/'.join(map(str, per_phase))} taps, by the stride-{strides} phase of o"
-    )
+    ) + ("; fewer at the border" if border else "")
     return (
         "In short: every output element y[n, o, f] is bias[f] plus, for each kernel tap that "
-        f"lands on it ({taps}; fewer at the border), "
+        f"lands on it ({taps}), "
         f"the dot product of one {g.in_per_group}-deep input column x[n, i, :] with the "
         f"matching {g.in_per_group}-vector W[tap, f, :] of filter f, where i*stride + "
         f"tap*dilation = o + crop_start (crops per axis {crops}; the full result is cropped to the "

@@ -28,6 +28,20 @@ examples:
 """
 
 
+OPTIONS = {
+    "groups": ("torch", "onnx"),
+    "padding": ("keras", "torch", "jax"),
+    "output_padding": ("keras", "torch", "onnx"),
+    "data_format": ("keras",),
+    "output_size": ("torch",),
+    "auto_pad": ("onnx",),
+    "pads": ("onnx",),
+    "output_shape": ("onnx",),
+    "use_consistent_padding": ("jax",),
+}
+"""The conventions each convention-specific option applies to."""
+
+
 def _ints(text: str, name: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -41,7 +55,8 @@ def _per_axis(values: list[int] | None, rank: int, name: str, default: int) -> l
     if len(values) == 1:
         return values * rank
     if len(values) != rank:
-        raise ValueError(f"--{name} needs 1 or {rank} values, got {values}")
+        counts = "1 value" if rank == 1 else f"1 or {rank} values"
+        raise ValueError(f"--{name} needs {counts} (one per spatial axis), got {values}")
     return values
 
 
@@ -64,17 +79,28 @@ def _build(args: argparse.Namespace) -> tuple[TransposedConv, tuple[int, ...], d
             f"--input-shape needs batch, 1 to 3 spatial axes and channels, got {shape}"
         )
     rank = len(shape) - 2
+    for option, conventions in OPTIONS.items():
+        value = getattr(args, option)
+        if value not in (None, False, "NOTSET", 1) and args.convention not in conventions:
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(
+                f"{flag} applies to {', '.join(conventions)} only, not {args.convention}"
+            )
     first = args.convention in layouts.GROUPED or args.data_format == "channels_first"
     cin = shape[1] if first else shape[-1]
+    if min(shape) < 0 or cin == 0:
+        raise ValueError(
+            f"--input-shape needs sizes >= 0 and at least one input channel, got {shape}"
+        )
     filters = cin if args.filters is None else args.filters
-    if args.groups != 1 and args.convention not in layouts.GROUPED:
-        raise ValueError(f"--groups applies to torch and onnx, not {args.convention}")
-    if args.groups < 1 or cin % args.groups or filters % args.groups:
+    if filters < 1:
+        raise ValueError(f"--filters must be positive, got {filters}")
+    if args.groups < 1:
+        raise ValueError(f"--groups must be positive, got {args.groups}")
+    if cin % args.groups or filters % args.groups:
         raise ValueError(
             f"in_channels={cin} and filters={filters} must be divisible by groups={args.groups}"
         )
-    if filters < 1:
-        raise ValueError(f"--filters must be positive, got {filters}")
     k = _per_axis(_ints(args.kernel_size, "kernel-size"), rank, "kernel-size", 1)
     s = _per_axis(args.strides and _ints(args.strides, "strides"), rank, "strides", 1)
     d = _per_axis(args.dilation and _ints(args.dilation, "dilation"), rank, "dilation", 1)
@@ -230,17 +256,24 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "shape",
         help="output shape, canonical crops and equivalent parameters in other conventions",
-        description="Compute the output shape of a transposed convolution given in one "
-        "convention (keras, torch, onnx, jax), the canonical crop per axis, and the parameters "
+        description="Compute the output shape of a transposed convolution given in one\n"
+        "convention (keras, torch, onnx, jax), the canonical crop per axis, and the parameters\n"
         "that give the same result in the other conventions (or why none exist).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--convention", required=True, choices=layouts.CONVENTIONS)
+    parser.add_argument(
+        "--convention",
+        required=True,
+        choices=layouts.CONVENTIONS,
+        help="whose parameters and data layout the other options use",
+    )
     parser.add_argument(
         "--input-shape", required=True, metavar="N,...", help="input shape with batch axis"
     )
-    parser.add_argument("--kernel-size", required=True, metavar="K[,K...]")
+    parser.add_argument(
+        "--kernel-size", required=True, metavar="K[,K...]", help="one size, or one per axis"
+    )
     parser.add_argument("--strides", "--stride", metavar="S[,S...]", help="default 1")
     parser.add_argument("--dilation", metavar="D[,D...]", help="dilation(_rate)/dilations")
     parser.add_argument("--filters", type=int, help="output channels (default: input channels)")

@@ -17,7 +17,6 @@ import numpy as np
 
 from .. import activations, ops
 from ..geometry import Axis, Geometry
-from ..keras import LAST_AXIS_ACTIVATIONS, activates_in_layout
 from ..layer import TransposedConv
 
 AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
@@ -99,8 +98,8 @@ class AxisStep:
         if a.size == 0:
             return f"on axis {n} the input is empty"
         return (
-            f"on axis {n}, p = {p} falls in a gap between the stamps of neighbouring inputs "
-            f"(kernel span {a.span} < stride {a.stride})"
+            f"on axis {n}, p = {p} falls in a gap between the stamps of neighbouring inputs, "
+            f"as the kernel span {a.span} is less than the stride {a.stride}"
             if a.span < a.stride
             else f"on axis {n}, no tap lands on p = {p}"
         )
@@ -224,7 +223,7 @@ class Explanation:
         pre = np.asarray(total + dtype.type(self.bias), dtype=dtype).reshape(1)
         self.activation = layer.activation
         self.preactivation = float(pre[0])
-        if self.activation in LAST_AXIS_ACTIVATIONS:
+        if self.activation in activations.LAST_AXIS:
             # softmax/log_softmax mix a whole output axis: that needs every element of it.
             self.activated = float(np.asarray(layer(x))[self.at])
         else:
@@ -307,7 +306,11 @@ class Explanation:
             f"(layout {layer.kernel_layout.axes}): a {k}×{g.in_per_group} block"
         )
         if g.groups == 1:
-            text += f" spanning all {g.in_channels} input channels."
+            text += (
+                f" spanning all {g.in_channels} input channels."
+                if g.in_channels > 1
+                else " on the single input channel."
+            )
         else:
             c0, c1 = self.channels
             text += (
@@ -319,10 +322,14 @@ class Explanation:
                     else "no other output channel reads them)."
                 )
             )
+        blocks = (
+            f"{g.out_channels} such blocks (filters) make the output depth {g.out_channels}."
+            if g.out_channels > 1
+            else "it is the only filter (output depth 1)."
+        )
         text += (
             f" Each tap dots the {g.in_per_group}-deep input column with the matching "
-            f"{g.in_per_group}-vector of that block; {g.out_channels} such blocks (filters) make "
-            f"the output depth {g.out_channels}."
+            f"{g.in_per_group}-vector of that block; {blocks}"
         )
         return text
 
@@ -363,7 +370,7 @@ class Explanation:
             f"  {f'{self.activation}(preactivation)':<{width + 10}} = {_fmt(self.activated)}",
             *(
                 [f"  ({self.activation} normalises a whole output axis: {self._axis_text()})"]
-                if self.activation in LAST_AXIS_ACTIVATIONS
+                if self.activation in activations.LAST_AXIS
                 else []
             ),
             "",
@@ -373,7 +380,7 @@ class Explanation:
 
     def _axis_text(self) -> str:
         """Which output axis a softmax-like activation normalises, in words."""
-        if activates_in_layout(self.layer):
+        if self.layer.channels_first:
             axis = f"the last spatial axis, y[{', '.join(map(str, self.at[:-1]))}, :]"
             return f"{axis}, as Keras applies it to a channels_first output"
         c = self.output_shape[1 if self.layer.channels_first else -1]

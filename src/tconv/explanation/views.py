@@ -27,9 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import activations, ops
+from .. import ops
 from ..geometry import Geometry
-from ..keras import activates_in_layout
 from ..layer import TransposedConv
 from .core import ix
 
@@ -58,10 +57,7 @@ def _finish(layer: TransposedConv, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Bias, activation, the input's dtype and the layer's layout, as the forward does."""
     if layer.bias is not None:
         y = y + layer.bias.astype(y.dtype)
-    if activates_in_layout(layer):  # Keras softmax of a channels_first layer: last axis
-        y = activations.apply(layer.activation, layer.from_canonical(y))
-    else:
-        y = layer.from_canonical(activations.apply(layer.activation, y))
+    y = layer.activate(y)
     return np.ascontiguousarray(y.astype(np.asarray(x).dtype, copy=False))
 
 
