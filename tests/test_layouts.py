@@ -14,6 +14,7 @@ from test_onnx import _ort_run
 
 import tconv.keras as tconv_keras
 import tconv.layouts as tl
+import tconv.torch as tt
 from tconv.layer import TransposedConv
 
 RANKS = {1: "1d", 2: "2d", 3: "3d"}
@@ -265,3 +266,61 @@ def test_op_builds_each_convention():
     assert tl.op("keras", (3,), 2, padding="SAME").crops((5,)) == [(0, 1)]
     with pytest.raises(ValueError, match="groups=2 applies to torch and onnx"):
         tl.op("jax", (3,), groups=2)
+
+
+def test_padding_for_round_trips_through_crops():
+    """For 1,000 random geometries and crops, every equivalent found gives back the same crops
+    through that convention's own rule and validation (no framework needed)."""
+    rng = np.random.default_rng(0)
+    found = 0
+    for _ in range(1000):
+        rank = int(rng.integers(1, 4))
+        k, s, d, size = (tuple(int(v) for v in rng.integers(1, hi, rank)) for hi in (6, 4, 3, 6))
+        crops = [tuple(int(v) for v in rng.integers(-3, 4, 2)) for _ in range(rank)]
+        axes = zip(size, k, s, d, crops, strict=True)
+        if any((n - 1) * ss + dd * (kk - 1) + 1 - b - e < 1 for n, kk, ss, dd, (b, e) in axes):
+            continue  # no output row left
+        for convention in tl.CONVENTIONS:
+            try:
+                params = tl.padding_for(convention, crops, k, s, d)
+            except tl.NoEquivalentError:
+                continue
+            found += 1
+            params = {key: value for key, value in params.items() if value is not None}
+            assert tl.crops(convention, size, k, s, d, **params) == crops, (convention, params)
+    assert found > 1000
+
+
+def test_torch_advice_for_random_crops():
+    """The PyTorch advice, followed with tconv.torch (checked against PyTorch elsewhere), gives
+    the canonical result for 300 random crops that PyTorch cannot express directly."""
+    rng = np.random.default_rng(3)
+    advised = 0
+    for _ in range(300):
+        k, s, d, n = (int(v) for v in rng.integers(1, (5, 4, 3, 5)))
+        crops = [tuple(int(v) for v in rng.integers(-3, 5, 2))]
+        full = (n - 1) * s + d * (k - 1) + 1
+        if full - sum(crops[0]) < 1 or max(crops[0]) >= full:
+            continue  # no output, or an output that misses the full result (bias rows only)
+        try:
+            tl.padding_for("torch", crops, (k,), s, d)
+        except tl.NoEquivalentError as err:
+            advice = str(err)
+        else:
+            continue
+        advised += 1
+        x = rng.standard_normal((1, n, 2))
+        kernel = rng.standard_normal((k, 3, 2))
+        expected = TransposedConv(kernel, None, (s,), (d,), lambda _, c=crops: c).forward(x)
+        found = re.search(r"padding=(\(.*?\)), output_padding=(\(.*?\))", advice)
+        p, op = (ast.literal_eval(m) for m in found.groups())
+        y = tt.conv_transpose1d(_cf(x), tl.keras_to_torch(kernel), None, s, p, op, 1, d)
+        y = _cl(y)
+        count = {
+            w: sum(int(v) for v in re.findall(rf"axis 0: {w} (\d+)", advice))
+            for w in ("drop the first", "drop the last", "prepend", "append")
+        }
+        y = y[:, count["drop the first"] : y.shape[1] - count["drop the last"]]
+        y = np.pad(y, [(0, 0), (count["prepend"], count["append"]), (0, 0)])
+        assert_close(y, expected, 2 * k)
+    assert advised > 100

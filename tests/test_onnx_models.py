@@ -142,3 +142,19 @@ def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'tconv\[onnx\]'"):
         to.load_layers(tmp_path / "m.onnx")
+
+
+def test_constant_node_weights(tmp_path):
+    """Weights in Constant nodes (as some exporters write them) are stored weights too."""
+    onnx = peer("onnx")
+    helper, tp = onnx.helper, onnx.TensorProto
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((2, 3, 3)).astype(np.float32)
+    const = helper.make_node("Constant", [], ["W"], value=onnx.numpy_helper.from_array(w, "W"))
+    node = helper.make_node("ConvTranspose", ["X", "W"], ["Y"], strides=[2], pads=[1, 0])
+    x_info = helper.make_tensor_value_info("X", tp.FLOAT, [1, 2, 4])
+    path = _save(tmp_path, [const, node], [x_info], {})
+    (conv,) = to.load_layers(path).values()
+    x = rng.standard_normal((1, 2, 4)).astype(np.float32)
+    assert conv.input_shape == (2, 4)
+    assert_close(conv(x), _ort(path, x), 6)

@@ -249,3 +249,14 @@ def test_errors_are_clear(capsys, args, message):
     assert cli.main(["shape", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tconv shape: error:") and message in err
+
+
+def test_notes_for_keras_dilation_and_groups(capsys):
+    """Both notes are kept (the dilation note used to replace the groups note), and a Keras
+    source with strides > 1 and dilation > 1 says that Keras layers refuse it."""
+    torch_args = ["--input-shape", "1,4,5,5", "--kernel-size", "3", "--strides", "2"]
+    info = _shape(capsys, "--convention", "torch", *torch_args, "--dilation", "2", "--groups", "2")
+    note = info["equivalents"]["keras"]["note"]
+    assert "groups=2" in note and "dilation_rate > 1" in note
+    info = _shape(capsys, "--convention", "keras", *SEED, "--dilation", "2")
+    assert "Keras layers refuse" in info["note"]

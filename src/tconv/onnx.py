@@ -347,8 +347,9 @@ def _static_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
 def load_layers(path: str | os.PathLike[str]) -> dict[str, TransposedConv]:
     """Every ``ConvTranspose`` node of an ``.onnx`` model, as ``{node name: canonical op}``.
 
-    Read with the ``onnx`` package (the ``onnx`` extra).  The weights ``W`` ``(C, M // group,
-    *k)`` and bias ``B`` must be initializers of the main graph.  Unnamed nodes are keyed
+    Read with the ``onnx`` package (the ``onnx`` extra); only the main graph is searched.  The
+    weights ``W`` ``(C, M // group, *k)`` and bias ``B`` must be initializers or ``Constant``
+    nodes of the main graph.  Unnamed nodes are keyed
     ``ConvTranspose_<i>`` (``i`` counts the graph's ConvTranspose nodes from 0).  Each op's
     ``input_shape`` is the shape of ``X`` without the batch axis, ``(C, *spatial)``, where the
     model (after ONNX shape inference) records it with fixed sizes, else ``None``.  Raises
@@ -373,7 +374,10 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, TransposedConv]:
     except Exception:  # an op the checker does not know: keep the recorded shapes only
         shapes = recorded
     graph = model.graph
-    initializers = {t.name: t for t in graph.initializer}
+    stored = {t.name: t for t in graph.initializer}
+    for node in graph.node:  # Constant nodes holding a tensor count as stored weights
+        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            stored[node.output[0]] = node.attribute[0].t
     nodes = [n for n in graph.node if n.op_type == "ConvTranspose" and n.domain in ("", "ai.onnx")]
     if not nodes:
         found = sorted({n.op_type for n in graph.node})
@@ -387,12 +391,13 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, TransposedConv]:
         for role, tensor in zip(("W", "B"), node.input[1:3], strict=False):
             if role == "B" and not tensor:  # an optional input left out
                 continue
-            if tensor not in initializers:
+            if tensor not in stored:
                 raise ValueError(
-                    f"{name}: ConvTranspose node {key!r}: its {role} input {tensor!r} is not an "
-                    "initializer (it is computed in the graph); tconv reads stored weights only"
+                    f"{name}: ConvTranspose node {key!r}: its {role} input {tensor!r} is "
+                    "neither an initializer nor a Constant (it is computed in the graph, or fed "
+                    "as a model input); tconv reads stored weights only"
                 )
-            arrays.append(onnx.numpy_helper.to_array(initializers[tensor]))
+            arrays.append(onnx.numpy_helper.to_array(stored[tensor]))
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         try:
             conv = op(*arrays, **attrs)

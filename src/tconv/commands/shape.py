@@ -171,6 +171,12 @@ def describe(args: argparse.Namespace) -> dict[str, Any]:
         }
         for a in geometry.axes
     ]
+    keras_note = None
+    if max(conv.strides) > 1 and max(conv.dilation) > 1:
+        keras_note = (
+            "Keras layers refuse strides > 1 with dilation_rate > 1; keras.ops.conv_transpose "
+            "takes them"
+        )
     equivalents: dict[str, Any] = {}
     for target in layouts.CONVENTIONS:
         if target == args.convention:
@@ -186,18 +192,18 @@ def describe(args: argparse.Namespace) -> dict[str, Any]:
             "parameters": found,
             "output_shape": _layout(target, shape[0], geometry.out_shape, conv.filters),
         }
+        notes = []
         if conv.groups > 1 and target not in layouts.GROUPED:
-            entry["note"] = (
+            notes.append(
                 f"{target} has no groups: use the dense kernel (tconv.layouts.convert_kernel("
                 f"weight, {args.convention!r}, {target!r}, groups={conv.groups}))"
             )
-        if target == "keras" and max(conv.strides) > 1 and max(conv.dilation) > 1:
-            entry["note"] = (
-                "Keras layers refuse strides > 1 with dilation_rate > 1; keras.ops.conv_transpose "
-                "takes them"
-            )
+        if target == "keras" and keras_note:
+            notes.append(keras_note)
+        if notes:
+            entry["note"] = "; ".join(notes)
         equivalents[target] = entry
-    return {
+    info = {
         "convention": args.convention,
         "parameters": params,
         "input_shape": list(shape),
@@ -208,6 +214,9 @@ def describe(args: argparse.Namespace) -> dict[str, Any]:
         "axes": axes,
         "equivalents": equivalents,
     }
+    if args.convention == "keras" and keras_note:
+        info["note"] = keras_note
+    return info
 
 
 def _format(info: dict[str, Any]) -> str:
@@ -215,6 +224,7 @@ def _format(info: dict[str, Any]) -> str:
         f"convention:   {info['convention']}  {_params(info['parameters'])}",
         f"input shape:  {tuple(info['input_shape'])}",
         f"output shape: {tuple(info['output_shape'])}",
+        *([f"note:         {info['note']}"] if "note" in info else []),
         "",
         "axis  input  kernel  stride  dilation  crop_start  crop_end  output",
     ]
