@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import is_int
 from .layer import CropRule, Crops, KernelLayout, TransposedConv
 
 Padding = str | Sequence[tuple[int, int]]
@@ -232,16 +233,12 @@ def crop_rule(
 # --- the op ---------------------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _positive(value: Any, rank: int, name: str) -> tuple[int, ...]:
     try:
         values = tuple(value)
     except TypeError:
         raise TypeError(f"{name} must be a sequence of {rank} ints, got {value!r}") from None
-    if not all(_is_int(v) for v in values):
+    if not all(is_int(v) for v in values):
         raise ValueError(f"{name} must be a sequence of {rank} ints, got {value!r}")
     values = tuple(int(v) for v in values)
     if len(values) != rank:
@@ -249,63 +246,6 @@ def _positive(value: Any, rank: int, name: str) -> tuple[int, ...]:
     if any(v <= 0 for v in values):
         raise TypeError(f"All dilations must be positive, got {name}={values}.")
     return values
-
-
-def _build(
-    rhs: np.ndarray,
-    strides: Sequence[int],
-    padding: Padding,
-    rhs_dilation: Sequence[int] | None,
-    rhs_spec: str,
-    transpose_kernel: bool,
-    use_consistent_padding: bool,
-    data_format: str,
-) -> TransposedConv:
-    rank = rhs.ndim - 2
-    strides_t = _positive(strides, rank, "strides")
-    dilation_t = _positive(
-        (1,) * rank if rhs_dilation is None else rhs_dilation, rank, "rhs_dilation"
-    )
-    layout = kernel_layout(rhs_spec, transpose_kernel)
-    kernel = layout.to_canonical(rhs, 1)
-    if any(k <= 0 for k in kernel.shape[:-2]):
-        raise ValueError(f"kernel spatial sizes must be positive, got rhs shape {rhs.shape}")
-    if not isinstance(padding, str):
-        try:
-            pairs = [tuple(p) for p in padding]
-        except TypeError:
-            pairs = [()]
-        if any(len(p) != 2 or not all(_is_int(v) for v in p) for p in pairs):
-            raise ValueError(
-                "padding argument to conv_general_dilated should be a string or a sequence of "
-                f"(low, high) pairs of ints, got {padding!r}"
-            )
-        if len(pairs) != rank:
-            raise TypeError(
-                f"Wrong number of explicit pads for convolution: expected {rank} (lo, hi) pairs, "
-                f"got {padding}."
-            )
-        padding = [(int(lo), int(hi)) for lo, hi in pairs]
-    elif padding not in ("SAME", "VALID"):
-        if use_consistent_padding:
-            raise ValueError(f"Invalid padding mode: {padding}")
-        if any(s != 1 for s in strides_t):
-            raise ValueError(
-                f"padding={padding!r}: JAX hands padding strings other than 'SAME' and 'VALID' to "
-                "conv_general_dilated, which refuses them with strides > 1 (String padding is not "
-                "implemented for transposed convolution using this op)"
-            )
-    rule = crop_rule(kernel.shape[:-2], strides_t, dilation_t, padding, use_consistent_padding)
-    return TransposedConv(
-        kernel,
-        None,
-        strides_t,
-        dilation_t,
-        rule,
-        data_format=data_format,
-        kernel_layout=layout,
-        framework="jax",
-    )
 
 
 def op(
@@ -334,15 +274,50 @@ def op(
             f"op() needs lhs and out specs both N{spatial}C or both NC{spatial} for rhs spec "
             f"{rhs_spec!r}, got {lhs_spec!r} and {out_spec!r}; conv_transpose() takes any"
         )
-    return _build(
-        w,
-        strides,
-        padding,
-        rhs_dilation,
-        rhs_spec,
-        transpose_kernel,
-        use_consistent_padding,
-        formats[lhs_spec],
+    rank = w.ndim - 2
+    strides_t = _positive(strides, rank, "strides")
+    dilation_t = _positive(
+        (1,) * rank if rhs_dilation is None else rhs_dilation, rank, "rhs_dilation"
+    )
+    layout = kernel_layout(rhs_spec, transpose_kernel)
+    kernel = layout.to_canonical(w, 1)
+    if any(k <= 0 for k in kernel.shape[:-2]):
+        raise ValueError(f"kernel spatial sizes must be positive, got rhs shape {w.shape}")
+    if not isinstance(padding, str):
+        try:
+            pairs = [tuple(p) for p in padding]
+        except TypeError:
+            pairs = [()]
+        if any(len(p) != 2 or not all(is_int(v) for v in p) for p in pairs):
+            raise ValueError(
+                "padding argument to conv_general_dilated should be a string or a sequence of "
+                f"(low, high) pairs of ints, got {padding!r}"
+            )
+        if len(pairs) != rank:
+            raise TypeError(
+                f"Wrong number of explicit pads for convolution: expected {rank} (lo, hi) pairs, "
+                f"got {padding}."
+            )
+        padding = [(int(lo), int(hi)) for lo, hi in pairs]
+    elif padding not in ("SAME", "VALID"):
+        if use_consistent_padding:
+            raise ValueError(f"Invalid padding mode: {padding}")
+        if any(s != 1 for s in strides_t):
+            raise ValueError(
+                f"padding={padding!r}: JAX hands padding strings other than 'SAME' and 'VALID' to "
+                "conv_general_dilated, which refuses them with strides > 1 (String padding is not "
+                "implemented for transposed convolution using this op)"
+            )
+    rule = crop_rule(kernel.shape[:-2], strides_t, dilation_t, padding, use_consistent_padding)
+    return TransposedConv(
+        kernel,
+        None,
+        strides_t,
+        dilation_t,
+        rule,
+        data_format=formats[lhs_spec],
+        kernel_layout=layout,
+        framework="jax",
     )
 
 
@@ -372,15 +347,16 @@ def conv_transpose(
             f"{x.dtype}, {w.dtype}."
         )
     lhs_spec, rhs_spec, out_spec = dimension_specs(dimension_numbers, x.ndim)
-    conv = _build(
+    spatial = _spatial(rhs_spec)
+    channels_last = (f"N{spatial}C", rhs_spec, f"N{spatial}C")
+    conv = op(
         w,
         strides,
         padding,
         rhs_dilation,
-        rhs_spec,
+        channels_last,
         transpose_kernel,
-        use_consistent_padding,
-        "channels_last",
+        use_consistent_padding=use_consistent_padding,
     )
     xc = np.transpose(x, _data_perm(lhs_spec, rhs_spec))
     if xc.shape[-1] != conv.in_channels:

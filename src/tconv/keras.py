@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from . import activations
+from .checks import is_int
 from .layer import KERAS, CropRule, Crops, TransposedConv
 
 if TYPE_CHECKING:
@@ -44,8 +45,13 @@ __all__ = [
     "conv_transpose",
     "crop_rule",
     "crops",
+    "check_output_padding",
     "load_layers",
     "output_length",
+    "standardize_data_format",
+    "standardize_output_padding",
+    "standardize_padding",
+    "standardize_tuple",
 ]
 
 PADDINGS = ("valid", "same")
@@ -112,19 +118,20 @@ def crop_rule(
 # --- argument validation, phrased as Keras phrases it -------------------------------------
 
 
-def _standardize_tuple(value: Any, n: int, name: str, allow_zero: bool = False) -> tuple[int, ...]:
-    """An int or ``n`` ints -> a tuple of ``n`` ints ``> 0`` (``>= 0`` with ``allow_zero``)."""
+def standardize_tuple(value: Any, n: int, name: str, allow_zero: bool = False) -> tuple[int, ...]:
+    """An int or ``n`` ints -> a tuple of ``n`` ints ``> 0`` (``>= 0`` with ``allow_zero``).
+
+    Raises ``ValueError`` with Keras' message, naming the argument ``name``, otherwise.
+    """
     message = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_int(value):
         values = (int(value),) * n
     else:
         try:
             values = tuple(value)
         except TypeError:
             raise ValueError(message) from None
-        if len(values) != n or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values
-        ):
+        if len(values) != n or not all(is_int(v) for v in values):
             raise ValueError(message)
         values = tuple(int(v) for v in values)
     bad = {v for v in values if (v < 0 if allow_zero else v <= 0)}
@@ -134,7 +141,9 @@ def _standardize_tuple(value: Any, n: int, name: str, allow_zero: bool = False) 
     return values
 
 
-def _standardize_padding(padding: Any) -> str:
+def standardize_padding(padding: Any) -> str:
+    """``"valid"`` or ``"same"`` in any case -> lower case; ``ValueError`` (Keras' message)
+    for anything else."""
     if not isinstance(padding, str) or padding.lower() not in PADDINGS:
         raise ValueError(
             f"The `padding` argument must be one of 'valid', 'same'. Received: padding={padding}"
@@ -142,8 +151,10 @@ def _standardize_padding(padding: Any) -> str:
     return padding.lower()
 
 
-def _standardize_data_format(data_format: Any) -> str:
-    """``None`` is Keras' default ``image_data_format()``: ``"channels_last"``."""
+def standardize_data_format(data_format: Any) -> str:
+    """``"channels_last"`` or ``"channels_first"`` in any case -> lower case; ``None`` is Keras'
+    default ``image_data_format()``: ``"channels_last"``.  ``ValueError`` (Keras' message) for
+    anything else."""
     if data_format is None:
         return "channels_last"
     value = str(data_format).lower()
@@ -155,7 +166,9 @@ def _standardize_data_format(data_format: Any) -> str:
     return value
 
 
-def _check_output_padding(output_padding: tuple[int, ...] | None, strides: tuple[int, ...]) -> None:
+def check_output_padding(output_padding: tuple[int, ...] | None, strides: tuple[int, ...]) -> None:
+    """Keras' rule ``output_padding < strides`` on every axis (``None``: nothing to check);
+    raises ``ValueError`` with Keras' message naming the first axis that breaks it."""
     if output_padding is None:
         return
     for i, (op, s) in enumerate(zip(output_padding, strides, strict=True)):
@@ -165,6 +178,19 @@ def _check_output_padding(output_padding: tuple[int, ...] | None, strides: tuple
                 f"At dimension {i}, `output_padding` is {op} but `strides` is {s}. "
                 f"Received: output_padding={output_padding}, strides={strides}"
             )
+
+
+def standardize_output_padding(
+    output_padding: Any, strides: tuple[int, ...]
+) -> tuple[int, ...] | None:
+    """``output_padding`` (``None``, an int or one int per axis) -> ``None`` or a tuple of ints
+    ``>= 0``, each ``< strides`` on its axis (:func:`standardize_tuple` then
+    :func:`check_output_padding`, Keras' messages)."""
+    if output_padding is None:
+        return None
+    values = standardize_tuple(output_padding, len(strides), "output_padding", allow_zero=True)
+    check_output_padding(values, strides)
+    return values
 
 
 def conv_transpose(
@@ -195,8 +221,8 @@ def conv_transpose(
     Returns:
         ``(N, *out, filters)`` or ``(N, filters, *out)``, ``out`` from :func:`output_length`.
     """
-    data_format = _standardize_data_format(data_format)
-    padding = _standardize_padding(padding)
+    data_format = standardize_data_format(data_format)
+    padding = standardize_padding(padding)
     x, w = np.asarray(inputs), np.asarray(kernel)
     if x.ndim not in (3, 4, 5):
         raise ValueError(f"Input rank not supported: {x.ndim}. Expected values are [3, 4, 5]")
@@ -213,17 +239,14 @@ def conv_transpose(
             f"input channels={channels}, kernel input channels={w.shape[-1]}, "
             f"data_format='{data_format}'."
         )
-    kernel_size = _standardize_tuple(w.shape[:-2], rank, "kernel_size")
+    kernel_size = standardize_tuple(w.shape[:-2], rank, "kernel_size")
     if w.shape[-2] <= 0:
         raise ValueError(
             f"The kernel must have at least one filter. Received: kernel.shape={w.shape}"
         )
-    strides_t = _standardize_tuple(strides, rank, "strides")
-    dilation = _standardize_tuple(dilation_rate, rank, "dilation_rate")
-    op = None
-    if output_padding is not None:
-        op = _standardize_tuple(output_padding, rank, "output_padding", allow_zero=True)
-        _check_output_padding(op, strides_t)
+    strides_t = standardize_tuple(strides, rank, "strides")
+    dilation = standardize_tuple(dilation_rate, rank, "dilation_rate")
+    op = standardize_output_padding(output_padding, strides_t)
     rule = crop_rule(kernel_size, strides_t, dilation, padding, op)
     layer = TransposedConv(w, None, strides_t, dilation, rule, data_format=data_format)
     return layer.forward(x, method)
@@ -362,26 +385,26 @@ class BaseConvTranspose(TransposedConv):
                 f"{ {k: kwargs[k] for k in sorted(unknown)} }"
             )
         rank = self.RANK
-        if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
+        if not is_int(filters) or filters <= 0:
             raise ValueError(
                 "Invalid value for argument `filters`. Expected a strictly positive value. "
                 f"Received filters={filters}."
             )
         self._filters = int(filters)
-        self._kernel_size = _standardize_tuple(kernel_size, rank, "kernel_size")
-        self.strides = _standardize_tuple(strides, rank, "strides")
-        self.dilation_rate = _standardize_tuple(dilation_rate, rank, "dilation_rate")
+        self._kernel_size = standardize_tuple(kernel_size, rank, "kernel_size")
+        self.strides = standardize_tuple(strides, rank, "strides")
+        self.dilation_rate = standardize_tuple(dilation_rate, rank, "dilation_rate")
         self.dilation = self.dilation_rate
-        self.padding = _standardize_padding(padding)
+        self.padding = standardize_padding(padding)
         self.output_padding = (
             None
             if output_padding is None
-            else _standardize_tuple(output_padding, rank, "output_padding", allow_zero=True)
+            else standardize_tuple(output_padding, rank, "output_padding", allow_zero=True)
         )
-        self.data_format = _standardize_data_format(data_format)
+        self.data_format = standardize_data_format(data_format)
         self.activation = _activation_name(activation)
         self.use_bias = bool(use_bias)
-        _check_output_padding(self.output_padding, self.strides)
+        check_output_padding(self.output_padding, self.strides)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "

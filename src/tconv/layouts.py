@@ -38,6 +38,7 @@ from . import jax as jax_adapter
 from . import keras as keras_adapter
 from . import onnx as onnx_adapter
 from . import torch as torch_adapter
+from .checks import is_int
 from .layer import KERAS, TORCH, Crops, KernelLayout, TransposedConv
 
 CONVENTIONS = ("keras", "torch", "onnx", "jax")
@@ -96,7 +97,7 @@ def convert_kernel(kernel: Any, source: str, target: str, *, groups: int = 1) ->
             f"kernel must have 3 to 5 dimensions (1 to 3 spatial axes and two channel axes), "
             f"got shape {w.shape}"
         )
-    if not _is_int(groups) or groups <= 0:
+    if not is_int(groups) or groups <= 0:
         raise ValueError(f"groups must be a positive int, got groups={groups!r}")
     if groups != 1 and source not in GROUPED:
         raise ValueError(f"groups={groups} applies to a torch or onnx kernel, not {source!r}")
@@ -169,18 +170,14 @@ PARAMETERS = {
 """The padding parameters each convention takes (keyword arguments of :func:`op`)."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _per_axis(value: Any, rank: int, name: str) -> tuple[int, ...]:
     """An int or ``rank`` ints -> ``rank`` positive ints (``strides``, ``dilation``)."""
-    values = (value,) * rank if _is_int(value) else value
+    values = (value,) * rank if is_int(value) else value
     try:
         values = tuple(values)
     except TypeError:
         values = ()
-    if len(values) != rank or not all(_is_int(v) for v in values):
+    if len(values) != rank or not all(is_int(v) for v in values):
         raise ValueError(f"{name} must be an int or {rank} ints (one per axis), got {value!r}")
     if any(v <= 0 for v in values):
         raise ValueError(f"{name} must be positive, got {name}={value!r}")
@@ -192,7 +189,7 @@ def _kernel_size(kernel_size: Any) -> tuple[int, ...]:
         k = tuple(kernel_size)
     except TypeError:
         k = ()
-    if not 1 <= len(k) <= 3 or not all(_is_int(v) and v > 0 for v in k):
+    if not 1 <= len(k) <= 3 or not all(is_int(v) and v > 0 for v in k):
         raise ValueError(
             f"kernel_size must be 1 to 3 positive ints (one per spatial axis), got {kernel_size!r}"
         )
@@ -260,17 +257,12 @@ def op(
             d,
             use_consistent_padding=bool(params.get("use_consistent_padding", False)),
         )
-    padding = keras_adapter._standardize_padding(params.get("padding", "valid"))
-    output_padding = params.get("output_padding")
-    if output_padding is not None:
-        output_padding = keras_adapter._standardize_tuple(
-            output_padding, rank, "output_padding", allow_zero=True
-        )
-        keras_adapter._check_output_padding(output_padding, s)
+    padding = keras_adapter.standardize_padding(params.get("padding", "valid"))
+    output_padding = keras_adapter.standardize_output_padding(params.get("output_padding"), s)
     rule = keras_adapter.crop_rule(k, s, d, padding, output_padding)
     kernel = np.zeros((*k, filters, in_channels), np.float32)
     return TransposedConv(
-        kernel, None, s, d, rule, data_format=keras_adapter._standardize_data_format(data_format)
+        kernel, None, s, d, rule, data_format=keras_adapter.standardize_data_format(data_format)
     )
 
 
@@ -287,7 +279,7 @@ def crops(
     ``TypeError``) where the framework refuses the parameters or that input."""
     conv = op(convention, kernel_size, strides, dilation, **params)
     spatial = tuple(input_shape)
-    if len(spatial) != conv.rank or not all(_is_int(n) and n >= 0 for n in spatial):
+    if len(spatial) != conv.rank or not all(is_int(n) and n >= 0 for n in spatial):
         raise ValueError(
             f"input_shape must hold the {conv.rank} spatial sizes (ints >= 0) of a "
             f"kernel_size={tuple(kernel_size)}, got {input_shape!r}"
@@ -317,7 +309,7 @@ def padding_for(
         pairs = [tuple(c) for c in crops]
     except TypeError:
         pairs = []
-    if len(pairs) != rank or not all(len(c) == 2 and all(map(_is_int, c)) for c in pairs):
+    if len(pairs) != rank or not all(len(c) == 2 and all(map(is_int, c)) for c in pairs):
         raise ValueError(
             f"crops must be {rank} (crop_start, crop_end) pairs of ints, one per axis of "
             f"kernel_size={k}, got {crops!r}"

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import is_int
 from .layer import TORCH, CropRule, Crops, TransposedConv
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
@@ -142,7 +143,7 @@ def _ints(value: Any, count: int, name: str, default: int) -> tuple[int, ...]:
         return (default,) * count
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
         raise TypeError(f"ConvTranspose attribute {name} must be a list of ints, got {value!r}")
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+    if not all(is_int(v) for v in value):
         raise TypeError(f"ConvTranspose attribute {name} must be a list of ints, got {value!r}")
     if len(value) != count:
         raise ValueError(
@@ -227,7 +228,7 @@ def op(
                 "Explicit output size must be positive (or -1: computed from the other "
                 f"attributes). Got: output_shape={list(out_shape_t)}"
             )
-    if not isinstance(group, (int, np.integer)) or isinstance(group, bool):
+    if not is_int(group):
         raise TypeError(f"ConvTranspose attribute group must be an int, got {group!r}")
     if group <= 0:
         raise ValueError(f"group count is <= 0 group: {group}")
@@ -261,34 +262,15 @@ def op(
 
 
 def conv_transpose(
-    X: Any,
-    W: Any,
-    B: Any = None,
-    *,
-    auto_pad: str = "NOTSET",
-    dilations: Sequence[int] | None = None,
-    group: int = 1,
-    kernel_shape: Sequence[int] | None = None,
-    output_padding: Sequence[int] | None = None,
-    output_shape: Sequence[int] | None = None,
-    pads: Sequence[int] | None = None,
-    strides: Sequence[int] | None = None,
-    method: str = "fast",
+    X: Any, W: Any, B: Any = None, *, method: str = "fast", **attributes: Any
 ) -> np.ndarray:
     """ONNX ConvTranspose as onnxruntime computes it: ``X`` ``(N, C, *spatial)`` ->
-    ``Y`` ``(N, M, *out)``; ``method`` is ``"fast"`` or ``"reference"``."""
-    conv = op(
-        W,
-        B,
-        auto_pad=auto_pad,
-        dilations=dilations,
-        group=group,
-        kernel_shape=kernel_shape,
-        output_padding=output_padding,
-        output_shape=output_shape,
-        pads=pads,
-        strides=strides,
-    )
+    ``Y`` ``(N, M, *out)``; ``method`` is ``"fast"`` or ``"reference"``.
+
+    ``attributes`` are the node's, keyword arguments of :func:`op` (``auto_pad``, ``dilations``,
+    ``group``, ``kernel_shape``, ``output_padding``, ``output_shape``, ``pads``, ``strides``).
+    """
+    conv = op(W, B, **attributes)
     x = np.asarray(X)
     dtypes = {"X": x.dtype, "W": conv.kernel.dtype}
     if conv.bias is not None:

@@ -24,13 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from .checks import is_int
 from .layer import TORCH, CropRule, Crops, TransposedConv
 
 IntOrTuple = int | Sequence[int]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def crops(
@@ -51,7 +48,7 @@ def spatial_output_size(output_size: Sequence[int], rank: int, batched: bool = T
         sizes: list[Any] = list(output_size)
     except TypeError:
         sizes = [None]
-    if not all(_is_int(v) for v in sizes):
+    if not all(is_int(v) for v in sizes):
         raise TypeError(f"output_size must be a sequence of ints, got {output_size!r}")
     non_spatial = 2 if batched else 1
     if len(sizes) == rank + non_spatial:
@@ -127,7 +124,7 @@ def _ints(value: Any, rank: int, name: str) -> tuple[int, ...]:
         raise TypeError(
             f"conv_transpose{rank}d(): argument {name!r} must be tuple of ints, not str"
         )
-    if _is_int(value):
+    if is_int(value):
         return (int(value),) * rank
     try:
         values = tuple(value)
@@ -136,7 +133,7 @@ def _ints(value: Any, rank: int, name: str) -> tuple[int, ...]:
             f"conv_transpose{rank}d(): argument {name!r} must be tuple of ints, "
             f"not {type(value).__name__}"
         ) from None
-    if not all(_is_int(v) for v in values):
+    if not all(is_int(v) for v in values):
         raise TypeError(
             f"conv_transpose{rank}d(): argument {name!r} must be tuple of ints, got {value!r}"
         )
@@ -197,7 +194,7 @@ def op(
     padding_t = _ints(padding, rank, "padding")
     output_padding_t = _ints(output_padding, rank, "output_padding")
     dilation_t = _ints(dilation, rank, "dilation")
-    if not _is_int(groups):
+    if not is_int(groups):
         raise TypeError(f"conv_transpose{rank}d(): argument 'groups' must be int, got {groups!r}")
     kernel_size = tuple(w.shape[2:])
     if any(k <= 0 for k in kernel_size):
@@ -361,7 +358,7 @@ class _ConvTransposeNd:
             ("out_channels", out_channels),
             ("groups", groups),
         ):
-            if not _is_int(value):
+            if not is_int(value):
                 raise TypeError(
                     f"{name}(): argument {arg!r} must be int, not {type(value).__name__}"
                 )

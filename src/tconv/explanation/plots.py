@@ -256,6 +256,23 @@ def element_figure(e: Explanation, path: str | None = None) -> Any:
     return _save(fig, path)
 
 
+def _stack(
+    ax: Any,
+    count: int,
+    origin: tuple[float, float],
+    step: tuple[float, float],
+    size: tuple[float, float],
+    color: str,
+    lw: float,
+) -> None:
+    """``count`` outlined rectangles of ``size``, each ``step`` beyond the last (a 3D stack)."""
+    import matplotlib.patches as mpatches
+
+    for d in range(count):
+        xy = (origin[0] + step[0] * d, origin[1] + step[1] * d)
+        ax.add_patch(mpatches.Rectangle(xy, *size, color=color, ec="k", lw=lw))
+
+
 def _channel_diagram(ax: Any, e: Explanation) -> None:
     """C_in-deep input column · filter f's block → one number; filters blocks → output depth."""
     import matplotlib.patches as mpatches
@@ -268,12 +285,7 @@ def _channel_diagram(ax: Any, e: Explanation) -> None:
     ax.add_patch(mpatches.Rectangle((0.3, 2), 0.8, 6, color="#9ecae1"))
     ax.text(0.7, 8.3, f"x[{e.n}, i, :]\n{g.in_per_group} deep", ha="center", fontsize=7)
     ax.text(1.6, 5, "·", fontsize=20, va="center")
-    for d in range(3):
-        ax.add_patch(
-            mpatches.Rectangle(
-                (2.3 + 0.25 * d, 2 + 0.25 * d), 2, 6, color="#fdae6b", ec="k", lw=0.5
-            )
-        )
+    _stack(ax, 3, (2.3, 2), (0.25, 0.25), (2, 6), "#fdae6b", 0.5)
     ax.text(
         3.5,
         8.8,
@@ -284,12 +296,7 @@ def _channel_diagram(ax: Any, e: Explanation) -> None:
     ax.annotate("", xy=(6.6, 5), xytext=(5.2, 5), arrowprops={"arrowstyle": "->"})
     ax.add_patch(mpatches.Rectangle((6.8, 4.6), 0.8, 0.8, color="#1f77b4"))
     ax.text(7.2, 3.6, f"{e.at_text}\none number", ha="center", fontsize=7)
-    for d in range(5):
-        ax.add_patch(
-            mpatches.Rectangle(
-                (8.4 + 0.12 * d, 2 + 0.6 * d), 0.6, 0.5, color="#c7e9c0", ec="k", lw=0.3
-            )
-        )
+    _stack(ax, 5, (8.4, 2), (0.12, 0.6), (0.6, 0.5), "#c7e9c0", 0.3)
     ax.text(
         5,
         0.6,
