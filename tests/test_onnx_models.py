@@ -12,14 +12,14 @@ from conftest import assert_close, peer
 import tconv.onnx as to
 
 
-def _save(tmp_path, nodes, inputs, initializers, name="m.onnx"):
+def _save(tmp_path, nodes, inputs, initializers, name="m.onnx", outputs=("Y",)):
     onnx = peer("onnx")
     helper, tp = onnx.helper, onnx.TensorProto
     graph = helper.make_graph(
         nodes,
         "g",
         inputs,
-        [helper.make_tensor_value_info("Y", tp.FLOAT, None)],
+        [helper.make_tensor_value_info(out, tp.FLOAT, None) for out in outputs],
         initializer=[onnx.numpy_helper.from_array(a, n) for n, a in initializers.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -29,12 +29,17 @@ def _save(tmp_path, nodes, inputs, initializers, name="m.onnx"):
     return path
 
 
-def _ort(path, x):
+def _ort_outputs(path, x):
+    """Every output of the model at ``path`` on input ``x``, computed by onnxruntime."""
     ort = peer("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    return session.run(None, {session.get_inputs()[0].name: x})
+
+
+def _ort(path, x):
+    return _ort_outputs(path, x)[0]
 
 
 def test_helper_model_matches_onnxruntime(tmp_path):

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .checks import is_int
-from .layer import CropRule, Crops, KernelLayout, TransposedConv
+from .layer import CropRule, KernelLayout, TransposedConv, per_axis_rule
 
 Padding = str | Sequence[tuple[int, int]]
 
@@ -217,17 +217,10 @@ def crop_rule(
     use_consistent_padding: bool = False,
 ) -> CropRule:
     """The :data:`tconv.layer.CropRule` of ``lax.conv_transpose``: spatial shape -> crops."""
-    per_axis: Sequence[Any] = [padding] * len(kernel_size) if isinstance(padding, str) else padding
-
-    def rule(spatial: Sequence[int]) -> Crops:
-        return [
-            crops(n, k, s, d, p, use_consistent_padding)
-            for n, k, s, d, p in zip(
-                spatial, kernel_size, strides, rhs_dilation, per_axis, strict=True
-            )
-        ]
-
-    return rule
+    rank = len(kernel_size)
+    per_axis: Sequence[Any] = [padding] * rank if isinstance(padding, str) else padding
+    consistent = (use_consistent_padding,) * rank
+    return per_axis_rule(crops, kernel_size, strides, rhs_dilation, per_axis, consistent)
 
 
 # --- the op ---------------------------------------------------------------------------------

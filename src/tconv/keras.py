@@ -32,7 +32,7 @@ import numpy as np
 
 from . import activations
 from .checks import is_int
-from .layer import KERAS, CropRule, Crops, TransposedConv
+from .layer import KERAS, CropRule, TransposedConv, per_axis_rule
 
 if TYPE_CHECKING:
     import os
@@ -102,17 +102,9 @@ def crop_rule(
     output_padding: Sequence[int] | None,
 ) -> CropRule:
     """The :data:`tconv.layer.CropRule` of a Keras layer or op: spatial shape -> crops."""
-    ops = output_padding if output_padding is not None else (None,) * len(kernel_size)
-
-    def rule(spatial: Sequence[int]) -> Crops:
-        return [
-            crops(n, k, s, d, padding, op)
-            for n, k, s, d, op in zip(
-                spatial, kernel_size, strides, dilation_rate, ops, strict=True
-            )
-        ]
-
-    return rule
+    rank = len(kernel_size)
+    ops = output_padding if output_padding is not None else (None,) * rank
+    return per_axis_rule(crops, kernel_size, strides, dilation_rate, (padding,) * rank, ops)
 
 
 # --- argument validation, phrased as Keras phrases it -------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,16 @@ from .geometry import Axis, Geometry
 Crops = list[tuple[int, int]]
 CropRule = Callable[[Sequence[int]], Crops]
 """Maps the spatial input shape to ``(crop_start, crop_end)`` per axis."""
+
+
+def per_axis_rule(axis_crops: Callable[..., tuple[int, int]], *per_axis: Sequence[Any]) -> CropRule:
+    """The :data:`CropRule` that calls ``axis_crops(size, *values)`` on every spatial axis,
+    ``values`` being that axis' item of each sequence in ``per_axis`` (one item per axis)."""
+
+    def rule(spatial: Sequence[int]) -> Crops:
+        return [axis_crops(n, *values) for n, *values in zip(spatial, *per_axis, strict=True)]
+
+    return rule
 
 
 @dataclass(frozen=True)

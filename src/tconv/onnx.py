@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -312,6 +313,13 @@ def _onnx() -> Any:
     return onnx
 
 
+def _attribute(value: Any) -> Any:
+    """An attribute value as plain Python: bytes -> str, repeated ints -> list."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+
+
 def _static_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape without the batch axis, for every tensor whose shape the graph
     records with a fixed size on every non-batch axis."""
@@ -327,7 +335,22 @@ def _static_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
 
 
 def load_layers(path: str | os.PathLike[str]) -> dict[str, TransposedConv]:
-    """Every ``ConvTranspose`` node of an ``.onnx`` model, as ``{node name: canonical op}``.
+    """Every ``ConvTranspose`` node of an ``.onnx`` model, as ``{node name: canonical op}``
+    (the ops of :func:`load_nodes`)."""
+    return {key: node.op for key, node in load_nodes(path).items()}
+
+
+@dataclass
+class Node:
+    """One ``ConvTranspose`` node of a model file: its canonical op and the attributes the node
+    sets (ONNX names; ``auto_pad`` a ``str``, lists of ints as lists; defaults left out)."""
+
+    op: TransposedConv
+    attributes: dict[str, Any]
+
+
+def load_nodes(path: str | os.PathLike[str]) -> dict[str, Node]:
+    """Every ``ConvTranspose`` node of an ``.onnx`` model, as ``{node name: Node}``.
 
     Read with the ``onnx`` package (the ``onnx`` extra); only the main graph is searched.  The
     weights ``W`` ``(C, M // group, *k)`` and bias ``B`` must be initializers or ``Constant``
@@ -364,7 +387,7 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, TransposedConv]:
     if not nodes:
         found = sorted({n.op_type for n in graph.node})
         raise ValueError(f"{name}: no ConvTranspose node in the model's graph (found: {found})")
-    layers: dict[str, TransposedConv] = {}
+    layers: dict[str, Node] = {}
     for i, node in enumerate(nodes):
         key = node.name or f"ConvTranspose_{i}"
         while key in layers:
@@ -380,7 +403,7 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, TransposedConv]:
                     "as a model input); tconv reads stored weights only"
                 )
             arrays.append(onnx.numpy_helper.to_array(stored[tensor]))
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: _attribute(onnx.helper.get_attribute_value(a)) for a in node.attribute}
         try:
             conv = op(*arrays, **attrs)
             conv.input_shape = shapes.get(node.input[0])
@@ -389,7 +412,7 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, TransposedConv]:
                 computed = conv.output_shape((1, *conv.input_shape))[1:]
         except (TypeError, ValueError) as err:
             raise ValueError(f"{name}: ConvTranspose node {key!r}: {err}") from None
-        layers[key] = conv
+        layers[key] = Node(conv, attrs)
         if computed is not None and shapes.get(node.output[0], computed) != computed:
             # ONNX shape inference and onnxruntime disagree (SAME_UPPER/SAME_LOWER with
             # output_padding): shapes inferred downstream are wrong, keep the recorded ones.

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .checks import is_int
-from .layer import TORCH, CropRule, Crops, TransposedConv
+from .layer import TORCH, CropRule, Crops, TransposedConv, per_axis_rule
 
 IntOrTuple = int | Sequence[int]
 
@@ -101,16 +101,12 @@ def crop_rule(
     With ``output_size``, ``output_padding`` is chosen per input shape as PyTorch's modules do.
     """
 
+    if output_size is None:
+        return per_axis_rule(crops, kernel_size, stride, dilation, padding, output_padding)
+
     def rule(spatial: Sequence[int]) -> Crops:
-        ops = output_padding
-        if output_size is not None:
-            ops = output_padding_for(output_size, spatial, kernel_size, stride, padding, dilation)
-        return [
-            crops(n, k, s, d, p, op)
-            for n, k, s, d, p, op in zip(
-                spatial, kernel_size, stride, dilation, padding, ops, strict=True
-            )
-        ]
+        ops = output_padding_for(output_size, spatial, kernel_size, stride, padding, dilation)
+        return per_axis_rule(crops, kernel_size, stride, dilation, padding, ops)(spatial)
 
     return rule
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import activations, ops
+from .. import ops
 from ..layer import TransposedConv
 from . import emit
 from .spec import Spec
@@ -539,9 +539,8 @@ def project_files(spec: Spec, style: str, weights: str, blob: np.ndarray) -> dic
 def expected_output(layer: TransposedConv, x: np.ndarray) -> np.ndarray:
     """The engine's output for ``x`` (layer layout), float32.
 
-    Computed in float64 with the layer's weights rounded to float32 (what the C holds).  The
-    activation acts on the result in the layer's layout, so ``softmax`` normalises the last
-    axis as Keras does (the channels only for channels_last).
+    Computed in float64 with the layer's weights rounded to float32 (what the C holds), then
+    the layer's activation (``softmax`` normalises the last axis of the layer's layout).
     """
 
     def as64(a: np.ndarray) -> np.ndarray:
@@ -550,8 +549,7 @@ def expected_output(layer: TransposedConv, x: np.ndarray) -> np.ndarray:
     geometry = layer.geometry(layer.spatial_shape(x.shape))
     bias = None if layer.bias is None else as64(layer.bias)
     y = ops.run(layer.to_canonical(as64(x)), as64(layer.kernel), geometry, bias)
-    y = np.ascontiguousarray(layer.from_canonical(y))
-    return activations.apply(layer.activation, y).astype(np.float32)
+    return np.ascontiguousarray(layer.activate(y)).astype(np.float32)
 
 
 def export_c(

@@ -9,17 +9,21 @@ from typing import Any
 import numpy as np
 
 DESCRIPTION = """\
-Explain one output element of a Keras Conv1D/2D/3DTranspose: every product that enters it, the
-taps grouped by kernel position, the crop/stride arithmetic that picks them, bias, activation
-and the role of the filter.  The layer comes from a model file (MODEL --layer NAME) or from
-Keras-style parameters (--input-shape 8,8,1024 --filters 512 --kernel-size 3 --strides 2
---padding same) with seeded random weights (--seed) or --weights w.npz (kernel, bias).
+Explain one output element of a Keras Conv1D/2D/3DTranspose or an ONNX ConvTranspose: every
+product that enters it, the taps grouped by kernel position, the crop/stride arithmetic that
+picks them, bias, activation and the role of the filter.  The layer comes from a model file
+(MODEL --layer NAME: a layer of a Keras .keras/.h5 model, or a ConvTranspose node of an ONNX
+.onnx model, explained in ONNX's layouts X (N, C, *spatial) and W (C, M/group, *k); .onnx
+needs the extra tconv[onnx]) or from Keras-style parameters (--input-shape 8,8,1024
+--filters 512 --kernel-size 3 --strides 2 --padding same) with seeded random weights (--seed)
+or --weights w.npz (kernel, bias).
 Optional pictures (--png/--svg), animations (--gif/--gather-gif) and an interactive page
 (--html) need the extra tconv[plot] (the page does not).
 
 examples:
   tconv explain --input-shape 8,8,1024 --filters 512 --strides 2 --padding same --at 0,5,4,17
   tconv explain model.keras --layer up1 --input x.npy --html up1.html --png up1.png
+  tconv explain model.onnx --layer up1 --at 0,3,5,5
   tconv explain --input-shape 3,16 --filters 4 --kernel-size 4 --strides 2 \\
       --data-format channels_first --json"""
 
@@ -88,9 +92,9 @@ def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _from_model(path: str, name: str | None) -> Any:
-    from .. import keras
+    from .inspect import load_layers
 
-    layers = keras.load_layers(path)
+    layers = load_layers(path)
     if name is None:
         if len(layers) == 1:
             return next(iter(layers.values()))
@@ -244,7 +248,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", nargs="?", metavar="MODEL", help="a .keras or .h5 model file")
+    parser.add_argument(
+        "model", nargs="?", metavar="MODEL", help="a .keras, .h5 or .onnx model file"
+    )
     add_layer_arguments(parser)
     parser.add_argument(
         "--at",

@@ -1,4 +1,4 @@
-"""``tconv inspect MODEL``: the transposed convolutions of a Keras model file."""
+"""``tconv inspect MODEL``: the transposed convolutions of a Keras or ONNX model file."""
 
 from __future__ import annotations
 
@@ -7,20 +7,41 @@ import json
 from typing import Any
 
 from .. import keras
+from ..layer import TransposedConv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "inspect",
-        help="list the transposed convolutions of a Keras .keras/.h5 model file",
+        help="list the transposed convolutions of a Keras .keras/.h5 or an ONNX .onnx model file",
         description="Read a Keras 3 .keras archive or a legacy HDF5 .h5 model (Keras 3 or "
         "tf.keras 2.x) without TensorFlow and print every Conv1D/2D/3DTranspose layer (nested "
         "models included): shapes (one item, no batch axis, where the file records them), "
-        "filters, kernel, strides, padding, output_padding, dilation, activation, parameters.",
+        "filters, kernel, strides, padding, output_padding, dilation, activation, parameters.  "
+        "Or read an ONNX .onnx model (needs the extra tconv[onnx]) and print every "
+        "ConvTranspose node: shapes (C, *spatial, no batch axis, where the model records or "
+        "infers them), filters, kernel, strides, auto_pad, pads, the canonical crops (rows cut "
+        "from the start and end of each axis, where the input shape is known), "
+        "output_padding, dilations, group, parameters.",
     )
-    parser.add_argument("model", metavar="MODEL", help="a .keras or .h5 Keras model file")
+    parser.add_argument("model", metavar="MODEL", help="a .keras, .h5 or .onnx model file")
     parser.add_argument("--json", action="store_true", help="print the layers as JSON")
     parser.set_defaults(func=main)
+
+
+def is_onnx(path: str) -> bool:
+    """Whether ``path`` names an ONNX model (by its ``.onnx`` suffix)."""
+    return path.lower().endswith(".onnx")
+
+
+def load_layers(path: str) -> dict[str, TransposedConv]:
+    """The transposed convolutions of a Keras (``.keras``/``.h5``) or ONNX (``.onnx``) model
+    file, ``{name: op}``, in the file's layouts."""
+    if is_onnx(path):
+        from .. import onnx
+
+        return onnx.load_layers(path)
+    return dict(keras.load_layers(path))
 
 
 def describe(name: str, layer: keras.BaseConvTranspose) -> dict[str, Any]:
@@ -44,12 +65,50 @@ def describe(name: str, layer: keras.BaseConvTranspose) -> dict[str, Any]:
     }
 
 
+def describe_onnx(name: str, node: Any) -> dict[str, Any]:
+    """One ``ConvTranspose`` node (a :class:`tconv.onnx.Node`) as a JSON-ready dict: shapes
+    ``(C, *spatial)`` (no batch axis) or None, attributes with ONNX's defaults filled in, and
+    ``crops``, the canonical ``[crop_start, crop_end]`` per spatial axis (None without an input
+    shape)."""
+    conv, attrs = node.op, node.attributes
+    rank = conv.rank
+    shape = conv.input_shape
+    return {
+        "name": name,
+        "class": "ConvTranspose",
+        "input_shape": None if shape is None else list(shape),
+        "output_shape": None if shape is None else list(conv.output_shape((1, *shape))[1:]),
+        "filters": conv.filters,
+        "kernel_size": list(conv.kernel_size),
+        "in_channels": conv.in_channels,
+        "strides": list(conv.strides),
+        "auto_pad": attrs.get("auto_pad", "NOTSET"),
+        "pads": list(attrs.get("pads", [0] * (2 * rank))),
+        "crops": None if shape is None else [list(c) for c in conv.crops(shape[1:])],
+        "output_padding": list(attrs.get("output_padding", [0] * rank)),
+        "output_shape_attribute": attrs.get("output_shape"),
+        "dilations": list(conv.dilation),
+        "group": conv.groups,
+        "params": conv.kernel.size + (0 if conv.bias is None else conv.bias.size),
+    }
+
+
 def _text(value: Any) -> str:
     if value is None:
         return "?"
     if isinstance(value, list):
+        if value and isinstance(value[0], list):  # crops: one (start, end) pair per axis
+            return "x".join(f"({start},{end})" for start, end in value)
         return "x".join(map(str, value)) if value else "()"
     return str(value)
+
+
+def _cell(key: str, value: Any) -> str:
+    if key == "output_padding" and value is None:
+        return "-"
+    if key == "pads":  # ONNX's [x1_begin, x2_begin, ..., x1_end, x2_end]
+        return ",".join(map(str, value))
+    return _text(value)
 
 
 COLUMNS = (
@@ -66,19 +125,29 @@ COLUMNS = (
     ("activation", "activation"),
     ("params", "params"),
 )
+ONNX_COLUMNS = (
+    ("name", "name"),
+    ("input_shape", "input"),
+    ("output_shape", "output"),
+    ("filters", "filters"),
+    ("kernel_size", "kernel"),
+    ("strides", "strides"),
+    ("auto_pad", "auto_pad"),
+    ("pads", "pads"),
+    ("crops", "crops"),
+    ("output_padding", "out_pad"),
+    ("dilations", "dilation"),
+    ("group", "group"),
+    ("params", "params"),
+)
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS) -> str:
     """The rows as an aligned text table (``?`` where the file does not record a shape)."""
-    cells = [[title for _, title in COLUMNS]]
+    cells = [[title for _, title in columns]]
     for row in rows:
-        cells.append(
-            [
-                "-" if key == "output_padding" and row[key] is None else _text(row[key])
-                for key, _ in COLUMNS
-            ]
-        )
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+        cells.append([_cell(key, row[key]) for key, _ in columns])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
         for line in cells
@@ -88,17 +157,24 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        layers = keras.load_layers(args.model)
-    except ImportError as err:  # h5py missing: the message names the extra
+        if is_onnx(args.model):
+            from .. import onnx
+
+            nodes = onnx.load_nodes(args.model)
+            rows = [describe_onnx(name, node) for name, node in nodes.items()]
+        else:
+            layers = keras.load_layers(args.model)
+            rows = [describe(name, layer) for name, layer in layers.items()]
+    except ImportError as err:  # h5py or onnx missing: the message names the extra
         raise RuntimeError(str(err)) from err
-    rows = [describe(name, layer) for name, layer in layers.items()]
     if args.json:
         print(json.dumps({"model": args.model, "layers": rows}, indent=2))
         return 0
-    print(table(rows))
+    print(table(rows, ONNX_COLUMNS if is_onnx(args.model) else COLUMNS))
     total = sum(row["params"] for row in rows)
+    kind = "ConvTranspose node(s)" if is_onnx(args.model) else "transposed convolution layer(s)"
     print(
-        f"\n{len(rows)} transposed convolution layer(s), {total:,} parameters; "
+        f"\n{len(rows)} {kind}, {total:,} parameters; "
         "shapes are one item (no batch axis), ? where the file does not record them"
     )
     return 0
