@@ -201,6 +201,17 @@ def test_onnx_output_shape_and_jax_pairs_convert():
         tl.crops("caffe", (4,), (3,))
 
 
+def _follow_advice(y, advice):
+    """``y`` ``(N, L, C)`` after the advice's "drop the first/last", "prepend"/"append" rows
+    on axis 0 (the 1D layers here)."""
+    count = {
+        w: sum(int(v) for v in re.findall(rf"axis 0: {w} (\d+)", advice))
+        for w in ("drop the first", "drop the last", "prepend", "append")
+    }
+    y = y[:, count["drop the first"] : y.shape[1] - count["drop the last"]]
+    return np.pad(y, [(0, 0), (count["prepend"], count["append"]), (0, 0)])
+
+
 @pytest.mark.parametrize(
     "crops,s,d",
     [((0, 1), 2, 1), ((-1, 0), 2, 1), ((-2, -3), 2, 1), ((2, 0), 2, 1), ((3, 0), 1, 2)],
@@ -223,12 +234,7 @@ def test_torch_no_equivalent_advice_reproduces_the_crops(crops, s, d):
         _cf(x), tl.keras_to_torch(kernel), stride=s, dilation=d, padding=p, output_padding=op
     )
     y = _cl(y)
-    count = {
-        w: sum(int(n) for n in re.findall(rf"axis 0: {w} (\d+)", advice))
-        for w in ("drop the first", "drop the last", "prepend", "append")
-    }
-    y = y[:, count["drop the first"] : y.shape[1] - count["drop the last"]]
-    y = np.pad(y, [(0, 0), (count["prepend"], count["append"]), (0, 0)])
+    y = _follow_advice(y, advice)
     assert_close(y, expected, 9)
 
 
@@ -316,11 +322,6 @@ def test_torch_advice_for_random_crops():
         p, op = (ast.literal_eval(m) for m in found.groups())
         y = tt.conv_transpose1d(_cf(x), tl.keras_to_torch(kernel), None, s, p, op, 1, d)
         y = _cl(y)
-        count = {
-            w: sum(int(v) for v in re.findall(rf"axis 0: {w} (\d+)", advice))
-            for w in ("drop the first", "drop the last", "prepend", "append")
-        }
-        y = y[:, count["drop the first"] : y.shape[1] - count["drop the last"]]
-        y = np.pad(y, [(0, 0), (count["prepend"], count["append"]), (0, 0)])
+        y = _follow_advice(y, advice)
         assert_close(y, expected, 2 * k)
     assert advised > 100

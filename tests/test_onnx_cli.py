@@ -20,17 +20,9 @@ def _model(tmp_path, rng):
     w1 = rng.standard_normal((3, 4, 3, 2)).astype(np.float32)
     b1 = rng.standard_normal(4).astype(np.float32)
     w2 = rng.standard_normal((4, 1, 2, 2)).astype(np.float32)  # group 2: 2 outputs
+    up = {"strides": [2, 3], "pads": [1, 0, 2, 1], "output_padding": [1, 2], "dilations": [1, 2]}
     nodes = [
-        helper.make_node(
-            "ConvTranspose",
-            ["X", "W1", "B1"],
-            ["H"],
-            name="up",
-            strides=[2, 3],
-            pads=[1, 0, 2, 1],
-            output_padding=[1, 2],
-            dilations=[1, 2],
-        ),
+        helper.make_node("ConvTranspose", ["X", "W1", "B1"], ["H"], name="up", **up),
         helper.make_node(
             "ConvTranspose", ["H", "W2"], ["Y"], strides=[2, 2], auto_pad="SAME_UPPER", group=2
         ),
