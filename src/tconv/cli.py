@@ -13,7 +13,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-COMMANDS: tuple[str, ...] = ("bench", "inspect", "explain", "demo", "export_c", "vectors", "shape")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "shape",
+    "inspect",
+    "explain",
+    "export_c",
+    "vectors",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
