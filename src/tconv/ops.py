@@ -111,7 +111,8 @@ def fast(
 
     Small per-tap GEMMs (``M*C_in*C_out/G**2 < 2**22``) are merged: all taps share one wide
     ``(M, C_in/G) @ (C_in/G, T*C_out/G)`` GEMM (many tiny GEMMs run badly, worst on a threaded
-    BLAS).  Otherwise each tap has its own GEMM, in blocks (one batched ``matmul``).
+    BLAS).  Otherwise each tap has its own GEMM, in blocks (one batched ``matmul``), on chunks of
+input rows small enough that a product is still in cache when it is added (:data:`_CHUNK`).
 
     Threads: with per-tap GEMMs and from ``2**24`` multiply-adds on, the output is cut into
     disjoint parts (by output channels when each part keeps >= 128 of them, else by batch items,
@@ -241,12 +242,50 @@ def _accumulate(
     """Add every tap's product into output channels ``channels`` of every group of ``y``.
 
     ``x`` is ``(N, *geometry.in_shape, C_in)``, ``weights`` ``(T, G, cout, cin)``; ``block``
-    taps share one (batched) GEMM, a ``wide`` one when set.
+    taps share one (batched) GEMM, a ``wide`` one when set.  Per-tap GEMMs run on chunks of
+    input rows whose products stay in cache until they are added (:data:`_CHUNK`).
     """
+    weights = weights[:, :, channels]
+    part = weights.shape[2]
+    if wide:
+        _accumulate_rows(y, x, weights, geometry, taps, channels, True, block)
+        return
+    per_row = x.shape[0] * geometry.groups * part * (x[0, 0].size // geometry.in_channels)
+    rows = max(1, _CHUNK // max(1, per_row))
+    block = max(1, min(block, _CHUNK // max(1, per_row * rows)))
+    for a in range(0, x.shape[1], rows):
+        b = min(x.shape[1], a + rows)
+        chunk = geometry if (a, b) == (0, x.shape[1]) else _input_rows(geometry, a, b)
+        _accumulate_rows(y, x[:, a:b], weights, chunk, taps, channels, False, block)
+
+
+def _input_rows(geometry: Geometry, a: int, b: int) -> Geometry:
+    """The geometry of input rows ``a:b`` of the first spatial axis, with the same output: the
+    crops shift by ``a*stride`` (negative crops pad the outputs these rows do not reach)."""
+    axis = geometry.axes[0]
+    start = axis.crop_start - a * axis.stride
+    end = (b - a - 1) * axis.stride + axis.span - start - axis.out
+    part = Axis(b - a, axis.kernel, axis.stride, axis.dilation, start, end)
+    return Geometry(
+        (part, *geometry.axes[1:]), geometry.in_channels, geometry.out_channels, geometry.groups
+    )
+
+
+def _accumulate_rows(
+    y: np.ndarray,
+    x: np.ndarray,
+    weights: np.ndarray,
+    geometry: Geometry,
+    taps: list[tuple[int, ...]],
+    channels: slice,
+    wide: bool,
+    block: int,
+) -> None:
+    """:func:`_accumulate` for one chunk; ``weights`` ``(T, G, part, cin)`` are the chunk's
+    output channels already."""
     n, groups, cin = x.shape[0], geometry.groups, geometry.in_per_group
     m = x.size // geometry.in_channels
     rows = x.reshape(m, groups, cin).transpose(1, 0, 2)  # (G, M, cin); copies a strided part
-    weights = weights[:, :, channels]
     part = weights.shape[2]
     for t0 in range(0, len(taps), block):
         w = weights[t0 : t0 + block]
@@ -278,7 +317,8 @@ def _scatter_tap(
     cout = geometry.out_per_group
     for g, group_product in enumerate(product):
         target = (slice(None), *dst, slice(g * cout + channels.start, g * cout + channels.stop))
-        y[target] += group_product[(slice(None),) + src]
+        view = y[target]
+        np.add(view, group_product[(slice(None),) + src], out=view)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -301,6 +341,10 @@ _WIDE_GEMM_MACS = 1 << 22
 """Per-tap GEMMs of fewer multiply-adds than this are merged into one wide GEMM: small GEMMs run
 badly, worst on a threaded BLAS, where every call pays a thread hand-off (and, when another
 process holds the other cores, a scheduler time slice)."""
+
+_CHUNK = 1 << 16
+"""Per-tap GEMMs run on chunks of input rows whose product has about this many elements (256 KiB
+of float32: it stays in a core's L2 cache until it is added into the output)."""
 
 _MIN_CHANNELS_PER_THREAD = 16
 """A split by output channels gives every thread at least this many channels per group."""
