@@ -6,6 +6,7 @@ Never a speed threshold: timings on a shared machine say nothing in a unit test.
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def test_quick_runs_every_path_and_all_agree(tmp_path, capsys, monkeypatch) -> N
                 assert r["note"], "a missing path says why"
                 assert not (REQUIRE_PEERS and r["kind"] == "peer"), r
                 continue
-            assert r["ms"] > 0 and r["gflops"] > 0
+            assert r["ms"] > 0 and r["gflops"] > 0 and 1 <= r["calls"] <= benchmark.MAX_CALLS
             if r["kind"] != "bound":
                 assert r["max_error"] <= r["error_bound"], r
         c_paths = [r for r in results if r["kind"] == "c"]
@@ -89,6 +90,37 @@ def test_agreeing_fake_peer_passes(monkeypatch) -> None:  # noqa: ANN001
     assert benchmark.failed(reports) == []
     peer = next(r for r in report.results if r.path == "fake peer")
     assert peer.vs_best_peer == pytest.approx(1.0)
+
+
+def test_rounds_time_back_to_back_calls(monkeypatch) -> None:  # noqa: ANN001
+    """A quick path runs MAX_CALLS times per round, one slower than a round once."""
+    counts = {"quick peer": 0, "slow peer": 0}
+
+    def counted(name: str, pause: float):  # noqa: ANN202
+        def make(layer, geometry, case, x):  # noqa: ANN001, ANN202
+            y = layer(x)
+
+            def run() -> np.ndarray:
+                counts[name] += 1
+                time.sleep(pause)
+                return y
+
+            return benchmark.Path(name, "peer", run)
+
+        return make
+
+    slow = 1.2 * benchmark.ROUND_SECONDS
+    monkeypatch.setattr(
+        benchmark,
+        "PEERS",
+        (("quick peer", counted("quick peer", 0)), ("slow", counted("slow peer", slow))),
+    )
+    monkeypatch.setattr(benchmark, "_c_paths", _fail_peer)
+    _, (report,) = benchmark.run([benchmark.parse_case("1x5x2:2:4:3:valid")], 3, cool_down=0)
+    calls = {r.path: r.calls for r in report.results}
+    assert calls["quick peer"] == benchmark.MAX_CALLS and calls["slow peer"] == 1
+    # a warm-up call, a call that sizes the rounds (only when the warm-up was quick), the rounds
+    assert counts == {"quick peer": 2 + 3 * benchmark.MAX_CALLS, "slow peer": 1 + 3}
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,40 @@ def test_optimised_openmp_build_matches(tmp_path: Path) -> None:
         assert done.returncode == 0 and not done.stderr, done.stderr
 
 
+@pytest.mark.parametrize(
+    ("kernel", "strides", "crops", "spatial", "groups"),
+    [
+        ((3, 3), (2, 2), [(0, 1), (0, 1)], (19, 23), 1),  # phases of unequal size and taps
+        ((4,), (3,), [(2, 1)], (301,), 2),
+        ((3, 2, 2), (2, 1, 2), [(1, 0), (0, 0), (1, 1)], (5, 6, 7), 1),
+    ],
+)
+def test_openmp_parts_of_phases(kernel, strides, crops, spatial, groups, tmp_path: Path) -> None:  # noqa: ANN001
+    """Phases cut into parts (PARTS > 1, block counts not divisible by it) cover every output
+    once, threaded or not; outputs are 64-byte aligned (threads share no cache line there)."""
+    layer = make_layer(kernel, 4, 6, strides=strides, crops=crops, groups=groups, seed=5)
+    shape = item_shape(layer, spatial)
+    spec = cexport.spec.Spec.from_layer(layer, shape, "parts")
+    assert (
+        int(re.search(r"#define PARTS\s+(\d+)", emit.library_source(spec, "fast", "file"))[1]) > 1
+    )
+    seq = cexport.build_shared(layer, shape, cache_dir=tmp_path)
+    par = cexport.build_shared(layer, shape, openmp=True, cache_dir=tmp_path)
+    assert par.set_threads(2) == 2
+    x = np.random.default_rng(0).uniform(-1, 1, (2, *shape)).astype(np.float32)
+    y = par(x)
+    assert y.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(seq(x), y)
+    assert_close(y, project.expected_output(layer, x), terms=int(np.prod(kernel)) * 4)
+
+
+def test_aligned_empty() -> None:
+    for shape in [(0,), (3, 5), (1, 7, 9, 2)]:
+        a = cexport.build.aligned_empty(shape)
+        assert a.shape == shape and a.dtype == np.float32 and a.flags.c_contiguous
+        assert a.flags.writeable and (a.size == 0 or a.ctypes.data % 64 == 0)
+
+
 @pytest.mark.parametrize("style", emit.STYLES)
 def test_shared_library_through_ctypes(style: str, tmp_path: Path) -> None:
     layer, shape = grid_layers()[13]  # channels_first

@@ -152,10 +152,16 @@ def parse_case(text: str) -> Case:
 
 
 COOL_DOWN = 0.2
-"""Seconds of sleep before every timed call (see :func:`run_case`)."""
+"""Seconds of sleep before every timed round (see :func:`run_case`)."""
+
+ROUND_SECONDS = 0.05
+"""A timed round runs a path's call back to back about this long (at least once, at most
+:data:`MAX_CALLS` times) and counts the mean: the steady state of a layer called in a loop."""
+
+MAX_CALLS = 100
 
 SLOW_PATH_SECONDS = 5.0
-"""A path whose first timed call is slow gets only about this many seconds of timed rounds."""
+"""A path whose call is slow gets only about this many seconds of timed rounds."""
 
 
 class Missing(Exception):
@@ -182,6 +188,7 @@ class Result:
     ms: float | None = None
     gflops: float | None = None
     spread: float | None = None  # (slowest - fastest) / median of the timed rounds
+    calls: int | None = None  # back-to-back calls per timed round
     vs_best_peer: float | None = None
     of_bound: float | None = None  # fastest bound (1 thread or all) / this
     of_bound_1t: float | None = None  # the 1-thread bound / this
@@ -465,8 +472,11 @@ def run_case(
 ) -> CaseReport:
     """Build every path of ``case``, check it against tconv's fast result, and time it.
 
-    Before every timed call the benchmark sleeps ``cool_down`` seconds, so that the threads of
-    the path before (OpenBLAS spins for about 0.1 s after a threaded call, other pools too)
+    After a warm-up call (whose result is checked) and, when that was quick, one more call to
+    size the rounds, every round times :data:`ROUND_SECONDS` of back-to-back calls of each path
+    in turn (the order rotates) and keeps the mean per call; the median over the rounds is
+    reported.  Before every round the benchmark sleeps ``cool_down`` seconds, so that the threads
+    of the path before (OpenBLAS spins for about 0.1 s after a threaded call, other pools too)
     are parked and do not steal cores from this one."""
     rng = np.random.default_rng(seed)
     layer = case.layer(rng)
@@ -506,11 +516,13 @@ def run_case(
     expected = layer(x, "fast").astype(np.float64)
     scale = max(1.0, float(np.max(np.abs(expected), initial=0)))
     tolerance = 1e-5 + (case.in_channels * taps + 1) * float(np.finfo(np.float32).eps)
-    live: list[tuple[Path, Result]] = []
+    live: list[tuple[Path, Result, float]] = []
     for path in paths:
         result = Result(path.name, path.kind, "ok", threads=path.threads)
         try:
+            start = time.perf_counter()
             out = path.run()  # the warm-up call, whose result is checked
+            warm_up = time.perf_counter() - start
         except Exception as err:  # a path that fails is reported, not hidden
             report.results.append(dataclasses.replace(result, status="error", note=repr(err)))
             continue
@@ -524,31 +536,39 @@ def run_case(
                 result.max_error = float(np.max(np.abs(actual - expected), initial=0)) / scale
                 if not result.max_error <= tolerance:
                     result.status = "wrong"
-        live.append((path, result))
+        live.append((path, result, warm_up))
 
+    rounds, calls = [], []
+    for path, result, single in live:
+        if single < ROUND_SECONDS:  # the warm-up may have compiled: time a second call
+            start = time.perf_counter()
+            path.run()
+            single = time.perf_counter() - start
+        rounds.append(max(1, min(repeats, int(SLOW_PATH_SECONDS / single))))
+        calls.append(max(1, min(MAX_CALLS, int(ROUND_SECONDS / single))))
+        result.calls = calls[-1]
+        if rounds[-1] < repeats:
+            result.note = f"{rounds[-1]} timed round(s)"
     times: dict[int, list[float]] = {i: [] for i in range(len(live))}
-    rounds = [repeats] * len(live)
     for r in progress(range(repeats), repeats, label):
         for k in range(len(live)):  # the order rotates every round
             i = (k + r) % len(live)
             if len(times[i]) >= rounds[i]:
                 continue
             time.sleep(cool_down)
+            run = live[i][0].run
             start = time.perf_counter()
-            live[i][0].run()
-            times[i].append(time.perf_counter() - start)
-            if r == 0:  # slow paths get fewer rounds: about SLOW_PATH_SECONDS each, at least 1
-                rounds[i] = max(1, min(repeats, int(SLOW_PATH_SECONDS / times[i][0])))
-                if rounds[i] < repeats:
-                    live[i][1].note = f"{rounds[i]} timed round(s)"
-    for i, (_, result) in enumerate(live):
+            for _ in range(calls[i]):
+                run()
+            times[i].append((time.perf_counter() - start) / calls[i])
+    for i, (_, result, _) in enumerate(live):
         result.ms = 1e3 * statistics.median(times[i]) if times[i] else None
         if result.ms:
             result.spread = 1e3 * (max(times[i]) - min(times[i])) / result.ms
         if result.ms:
             result.gflops = report.flops / result.ms / 1e6
-    _ratios([r for _, r in live])
-    report.results = [r for _, r in live] + report.results
+    _ratios([r for _, r, _ in live])
+    report.results = [r for _, r, _ in live] + report.results
     return report
 
 
@@ -619,6 +639,7 @@ def run(
     info = machine()
     info["load_before"] = _load()
     info["repeats"], info["cool_down_s"] = repeats, cool_down
+    info["round_s"], info["max_calls"] = ROUND_SECONDS, MAX_CALLS
     reports = [
         run_case(case, repeats, seed, f"{case.name} ({i + 1}/{len(cases)})", cool_down)
         for i, case in enumerate(cases)
@@ -661,18 +682,20 @@ def table(info: dict[str, Any], reports: Sequence[CaseReport]) -> str:
         f"NumPy {info['numpy']}, BLAS: {blas}; BLAS env: {env}; {info['date']}; "
         f"load average (1 min) before/after: {_fmt(info.get('load_before'), '.2f')}/"
         f"{_fmt(info.get('load_after'), '.2f')}; {info.get('repeats')} round(s), "
-        f"{info.get('cool_down_s')} s cool-down before every timed call",
+        f"{info.get('cool_down_s')} s cool-down before every round; a round times "
+        f"{ROUND_SECONDS * 1e3:.0f} ms of back-to-back calls (`calls`), ms = median per call",
         "",
-        "| case | path | threads | ms | spread | GFLOP/s | × best peer | × bound | "
+        "| case | path | threads | calls | ms | spread | GFLOP/s | × best peer | × bound | "
         "× 1-thread bound | max rel. error | note |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for rep in reports:
         for r in rep.results:
             err = "-" if r.max_error is None else f"{r.max_error:.1e}"
             note = r.note if r.status in ("ok", "missing") else f"**{r.status.upper()}** {r.note}"
             lines.append(
-                f"| {rep.case.name} | {r.path} | {r.threads} | {_fmt(r.ms, '.2f')} | "
+                f"| {rep.case.name} | {r.path} | {r.threads} | {_fmt(r.calls, 'd')} | "
+                f"{_fmt(r.ms, '.2f')} | "
                 f"{_pct(r.spread)} | {_fmt(r.gflops, '.1f')} | "
                 f"{_fmt(r.vs_best_peer, '.2f')} | {_fmt(r.of_bound, '.2f')} | "
                 f"{_fmt(r.of_bound_1t, '.2f')} | {err} | {note} |"

@@ -111,8 +111,9 @@ def fast(
 
     Small per-tap GEMMs (``M*C_in*C_out/G**2 < 2**22``) are merged: all taps share one wide
     ``(M, C_in/G) @ (C_in/G, T*C_out/G)`` GEMM (many tiny GEMMs run badly, worst on a threaded
-    BLAS).  Otherwise each tap has its own GEMM, in blocks (one batched ``matmul``), on chunks of
-input rows small enough that a product is still in cache when it is added (:data:`_CHUNK`).
+    BLAS).  Otherwise each tap has its own GEMM, in blocks (one batched ``matmul``), on chunks
+    of input rows small enough that a product is still in cache when it is added
+    (:data:`_CHUNK`).
 
     Threads: with per-tap GEMMs and from ``2**24`` multiply-adds on, the output is cut into
     disjoint parts (by output channels when each part keeps >= 128 of them, else by batch items,

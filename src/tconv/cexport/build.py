@@ -127,7 +127,7 @@ class CompiledLayer:
             )
         shape = (x.shape[0], *self.spec.out_item)
         if out is None:
-            out = np.empty(shape, np.float32)
+            out = aligned_empty(shape)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
         fp = ctypes.POINTER(ctypes.c_float)
@@ -140,6 +140,17 @@ class CompiledLayer:
         if rc != 0:
             raise RuntimeError(f"{self.spec.name} returned error code {rc}")
         return out
+
+
+def aligned_empty(shape: Sequence[int], align: int = 64) -> np.ndarray:
+    """An uninitialized C-contiguous float32 array whose data starts on an ``align``-byte
+    boundary.  NumPy's own start 16 bytes past one for large arrays; the fast style's threads
+    then share the cache lines where their blocks of output channels meet, which measurably
+    slows OpenMP runs (unet_k3: 1.4x instead of 1.8-2x on 2 cores)."""
+    count = int(np.prod(shape))
+    raw = np.empty(4 * count + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + 4 * count].view(np.float32).reshape(shape)
 
 
 def build_shared(

@@ -12,8 +12,9 @@
   is written once.  ``MR`` consecutive outputs of one phase (across rows) and ``NR`` output
   channels are accumulated in registers (weights pre-packed ``[group][channel block][taps in
   phase order][in_channels][NR]``), then bias and activation are applied at the store.  Work is
-  split into (item, group, channel block, phase of the outer axes) tasks, which write disjoint
-  outputs: ``#pragma omp parallel for`` over them under ``-fopenmp``, sequential without.
+  split into (item, group, channel block, phase of the outer axes, part of the phase's register
+  blocks) tasks, which write disjoint outputs: ``#pragma omp parallel for`` over them under
+  ``-fopenmp``, sequential without.
 - ``scatter``: the plain port most people write first (zero the output, scatter every input
   times every tap, then bias and activation); the baseline of the benchmark.
 
@@ -379,6 +380,7 @@ def _fast(spec: Spec) -> tuple[str, str]:
             _int_array(f"{p}_m{a}", mvals),
         ]
     pairs += [
+        ("PARTS", _parts(spec, mr, -(-g.out_per_group // nr))),
         ("XS_CH", xs_ch),
         ("YS_CH", ys_ch),
         ("X_ITEM", spec.in_count),
@@ -398,20 +400,21 @@ def _fast(spec: Spec) -> tuple[str, str]:
 static const float {zeros}[(CIN_G - 1) * XS_CH + 1];
 
 /* Stride-phase decomposition: see the README.  Tasks (item, group, channel block, phase of
- * axis 0, phase of axis 1) write disjoint outputs. */
+ * axis 0, phase of axis 1, part of the phase's register blocks) write disjoint outputs. */
 static void {p}_compute(const float *w, const float *x, float *y, int batch)
 {{
-{bias}    const long tasks = (long)batch * G * NCOB * S0 * S1;
+{bias}    const long tasks = (long)batch * G * NCOB * S0 * S1 * PARTS;
     long task;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1)
 #endif
     for (task = 0; task < tasks; ++task) {{
-        const int r1 = (int)(task % S1);
-        const int r0 = (int)(task / S1 % S0);
-        const int cob = (int)(task / ((long)S1 * S0) % NCOB);
-        const int grp = (int)(task / ((long)S1 * S0 * NCOB) % G);
-        const int n = (int)(task / ((long)S1 * S0 * NCOB * G));
+        const int part = (int)(task % PARTS);
+        const int r1 = (int)(task / PARTS % S1);
+        const int r0 = (int)(task / ((long)PARTS * S1) % S0);
+        const int cob = (int)(task / ((long)PARTS * S1 * S0) % NCOB);
+        const int grp = (int)(task / ((long)PARTS * S1 * S0 * NCOB) % G);
+        const int n = (int)(task / ((long)PARTS * S1 * S0 * NCOB * G));
         const int f0 = grp * COUT_G + cob * NR; /* first output channel of the block */
         const int nf = COUT_G - cob * NR < NR ? COUT_G - cob * NR : NR;
         const float *xg = x + (ptrdiff_t)n * X_ITEM + (ptrdiff_t)grp * CIN_G * XS_CH;
@@ -421,7 +424,10 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
         for (r2 = 0; r2 < S2; ++r2) {{
             const int n1 = {t("count", 1)}[r1], n2 = {t("count", 2)}[r2];
             const int total = {t("count", 0)}[r0] * n1 * n2; /* outputs of phase (r0, r1, r2) */
-            for (t = 0; t < total; t += MR) {{
+            const int blocks = (total + MR - 1) / MR; /* this part: blocks b0 .. b1-1 */
+            const int b0 = (int)((long)blocks * part / PARTS);
+            const int b1 = (int)((long)blocks * (part + 1) / PARTS);
+            for (t = b0 * MR; t < total && t < b1 * MR; t += MR) {{
                 /* a register block: the next MR outputs of this phase (across rows) */
                 const int mr = total - t < MR ? total - t : MR;
                 int q0[MR], q1[MR], q2[MR], a, b, c, m, j, k;
@@ -472,6 +478,23 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
 }}
 """
     return code, undefs
+
+
+TASKS = 64
+"""The fast style cuts one item's work into about this many OpenMP tasks (when its phases have
+enough register blocks), so that threads finish together although phases differ in taps."""
+
+
+def _parts(spec: Spec, mr: int, ncob: int) -> int:
+    """Into how many parts every phase's register blocks are cut (1 when there are already
+    :data:`TASKS` tasks per item, never parts of less than two blocks)."""
+    axes = _pad3(spec)
+    fewest = 1  # the fewest register blocks a phase (of the outer two axes) holds
+    for _, _, stride, _, crop, out in axes:
+        fewest *= min(len(range((r - crop) % stride, out, stride)) for r in range(stride))
+    fewest = -(-fewest // mr)
+    tasks = spec.geometry.groups * ncob * axes[0][2] * axes[1][2]
+    return max(1, min(-(-TASKS // tasks), fewest // 2))
 
 
 def _microkernel(mr: int, h: int, vw: int, ind: str) -> str:

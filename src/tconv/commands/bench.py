@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help=f"sleep before every timed call, so that the previous path's threads park "
+        help=f"sleep before every timed round, so that the previous path's threads park "
         f"(default {benchmark.COOL_DOWN}, quick 0)",
     )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
