@@ -252,8 +252,10 @@ def _accumulate(
         _accumulate_rows(y, x, weights, geometry, taps, channels, True, block)
         return
     per_row = x.shape[0] * geometry.groups * part * (x[0, 0].size // geometry.in_channels)
-    rows = max(1, _CHUNK // max(1, per_row))
-    block = max(1, min(block, _CHUNK // max(1, per_row * rows)))
+    chunks = -(-x.shape[1] // max(1, _CHUNK // max(1, per_row)))
+    rows = -(-x.shape[1] // max(1, chunks))  # chunks of near-equal size
+    if chunks > 1:
+        block = max(1, min(block, _CHUNK // max(1, per_row * rows)))
     for a in range(0, x.shape[1], rows):
         b = min(x.shape[1], a + rows)
         chunk = geometry if (a, b) == (0, x.shape[1]) else _input_rows(geometry, a, b)
@@ -343,8 +345,8 @@ _WIDE_GEMM_MACS = 1 << 22
 badly, worst on a threaded BLAS, where every call pays a thread hand-off (and, when another
 process holds the other cores, a scheduler time slice)."""
 
-_CHUNK = 1 << 16
-"""Per-tap GEMMs run on chunks of input rows whose product has about this many elements (256 KiB
+_CHUNK = 1 << 17
+"""Per-tap GEMMs run on chunks of input rows whose product has about this many elements (512 KiB
 of float32: it stays in a core's L2 cache until it is added into the output)."""
 
 _MIN_CHANNELS_PER_THREAD = 16

@@ -12,9 +12,10 @@
   is written once.  ``MR`` consecutive outputs of one phase (across rows) and ``NR`` output
   channels are accumulated in registers (weights pre-packed ``[group][channel block][taps in
   phase order][in_channels][NR]``), then bias and activation are applied at the store.  Work is
-  split into (item, group, channel block, phase of the outer axes, part of the phase's register
-  blocks) tasks, which write disjoint outputs: ``#pragma omp parallel for`` over them under
-  ``-fopenmp``, sequential without.
+  split into (group, channel block, phase of the outer axes, part of the phase's register
+  blocks, item) tasks, which write disjoint outputs: ``#pragma omp parallel for`` over them
+  under ``-fopenmp``, sequential without.  The item varies fastest, so that the weights of a
+  channel block and phase are read once from memory for the whole batch.
 - ``scatter``: the plain port most people write first (zero the output, scatter every input
   times every tap, then bias and activation); the baseline of the benchmark.
 
@@ -399,8 +400,8 @@ def _fast(spec: Spec) -> tuple[str, str]:
 /* Stands in for inputs outside the image, so that every register block has MR rows. */
 static const float {zeros}[(CIN_G - 1) * XS_CH + 1];
 
-/* Stride-phase decomposition: see the README.  Tasks (item, group, channel block, phase of
- * axis 0, phase of axis 1, part of the phase's register blocks) write disjoint outputs. */
+/* Stride-phase decomposition: see the README.  Tasks (group, channel block, phase of axis 0,
+ * phase of axis 1, part of the phase's register blocks, item) write disjoint outputs. */
 static void {p}_compute(const float *w, const float *x, float *y, int batch)
 {{
 {bias}    const long tasks = (long)batch * G * NCOB * S0 * S1 * PARTS;
@@ -409,12 +410,14 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
 #pragma omp parallel for schedule(dynamic, 1)
 #endif
     for (task = 0; task < tasks; ++task) {{
-        const int part = (int)(task % PARTS);
-        const int r1 = (int)(task / PARTS % S1);
-        const int r0 = (int)(task / ((long)PARTS * S1) % S0);
-        const int cob = (int)(task / ((long)PARTS * S1 * S0) % NCOB);
-        const int grp = (int)(task / ((long)PARTS * S1 * S0 * NCOB) % G);
-        const int n = (int)(task / ((long)PARTS * S1 * S0 * NCOB * G));
+        /* the item varies fastest: consecutive tasks read the same packed weights */
+        const int n = (int)(task % batch);
+        const long rest = task / batch;
+        const int part = (int)(rest % PARTS);
+        const int r1 = (int)(rest / PARTS % S1);
+        const int r0 = (int)(rest / ((long)PARTS * S1) % S0);
+        const int cob = (int)(rest / ((long)PARTS * S1 * S0) % NCOB);
+        const int grp = (int)(rest / ((long)PARTS * S1 * S0 * NCOB));
         const int f0 = grp * COUT_G + cob * NR; /* first output channel of the block */
         const int nf = COUT_G - cob * NR < NR ? COUT_G - cob * NR : NR;
         const float *xg = x + (ptrdiff_t)n * X_ITEM + (ptrdiff_t)grp * CIN_G * XS_CH;
