@@ -475,9 +475,12 @@ def run_case(
     After a warm-up call (whose result is checked) and, when that was quick, one more call to
     size the rounds, every round times :data:`ROUND_SECONDS` of back-to-back calls of each path
     in turn (the order rotates) and keeps the mean per call; the median over the rounds is
-    reported.  Before every round the benchmark sleeps ``cool_down`` seconds, so that the threads
-    of the path before (OpenBLAS spins for about 0.1 s after a threaded call, other pools too)
-    are parked and do not steal cores from this one."""
+    reported: the steady state of a layer called in a loop.  Before every round the benchmark
+    sleeps ``cool_down`` seconds, so that the threads of the path before (OpenBLAS spins for
+    about 0.1 s after a threaded call, other pools too) are parked and do not steal cores from
+    this one; then a path quicker than a round makes one untimed call, which wakes its threads
+    (on a virtual machine a vCPU that went idle can take milliseconds to wake: a threaded
+    0.6 ms call measured 7.7 ms right after a 20 ms pause)."""
     rng = np.random.default_rng(seed)
     layer = case.layer(rng)
     x = case.input(rng)
@@ -538,7 +541,7 @@ def run_case(
                     result.status = "wrong"
         live.append((path, result, warm_up))
 
-    rounds, calls = [], []
+    rounds, calls, quick = [], [], []
     for path, result, single in live:
         if single < ROUND_SECONDS:  # the warm-up may have compiled: time a second call
             start = time.perf_counter()
@@ -546,6 +549,7 @@ def run_case(
             single = time.perf_counter() - start
         rounds.append(max(1, min(repeats, int(SLOW_PATH_SECONDS / single))))
         calls.append(max(1, min(MAX_CALLS, int(ROUND_SECONDS / single))))
+        quick.append(single < ROUND_SECONDS)
         result.calls = calls[-1]
         if rounds[-1] < repeats:
             result.note = f"{rounds[-1]} timed round(s)"
@@ -557,6 +561,8 @@ def run_case(
                 continue
             time.sleep(cool_down)
             run = live[i][0].run
+            if quick[i]:  # wake this path's threads (an idle vCPU can take milliseconds)
+                run()
             start = time.perf_counter()
             for _ in range(calls[i]):
                 run()
@@ -682,8 +688,9 @@ def table(info: dict[str, Any], reports: Sequence[CaseReport]) -> str:
         f"NumPy {info['numpy']}, BLAS: {blas}; BLAS env: {env}; {info['date']}; "
         f"load average (1 min) before/after: {_fmt(info.get('load_before'), '.2f')}/"
         f"{_fmt(info.get('load_after'), '.2f')}; {info.get('repeats')} round(s), "
-        f"{info.get('cool_down_s')} s cool-down before every round; a round times "
-        f"{ROUND_SECONDS * 1e3:.0f} ms of back-to-back calls (`calls`), ms = median per call",
+        f"{info.get('cool_down_s')} s cool-down, then (for paths quicker than a round) one "
+        f"untimed call before every round; a round times {ROUND_SECONDS * 1e3:.0f} ms of "
+        f"back-to-back calls (`calls`); ms = median over rounds of the mean per call",
         "",
         "| case | path | threads | calls | ms | spread | GFLOP/s | × best peer | × bound | "
         "× 1-thread bound | max rel. error | note |",
