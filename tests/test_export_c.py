@@ -368,7 +368,9 @@ def test_fast_style_vectorizes(tmp_path: Path) -> None:
 
 def test_hex_literals_keep_every_bit(tmp_path: Path) -> None:
     layer = make_layer((3,), 2, 3, strides=(2,))
-    layer.kernel.flat[:4] = [np.float32(1e-45), np.float32(-0.0), np.float32(3.4e38), 0.1]
+    kernel = layer.kernel.copy()  # a layer's weights are read-only: assign new ones
+    kernel.flat[:4] = [np.float32(1e-45), np.float32(-0.0), np.float32(3.4e38), 0.1]
+    layer.kernel = kernel
     cexport.export_c(layer, tmp_path, name="hx", style="reference", input_shape=(4, 2))
     text = (tmp_path / "hx_weights.c").read_text()
     body = text[text.index("= {") + 3 : text.rindex("}")]

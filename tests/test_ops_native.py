@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from conftest import assert_close
 
+from tconv import keras as tk
 from tconv import ops
 from tconv.geometry import Axis, Geometry
+from tconv.layer import TransposedConv
 
 GEOMETRY = Geometry((Axis(5, 3, 2, 1, 1, 0), Axis(4, 4, 2, 1, 1, 1)), 6, 4, 2)
 
@@ -69,3 +71,33 @@ def test_native_checks_shapes_first(cache) -> None:  # noqa: ANN001
     x, kernel, bias = _data()
     with pytest.raises(ValueError, match="kernel shape"):
         ops.native(x, kernel[:1], GEOMETRY, bias)
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")
+def test_layer_weights_are_frozen_and_not_compared(cache) -> None:  # noqa: ANN001
+    """A layer's weights are read-only copies: native reuses its library for them without a
+    pass over the kernel, and a newly assigned kernel is noticed."""
+    rng = np.random.default_rng(4)
+    source = rng.standard_normal((3, 3, 4, 3)).astype(np.float32)
+    layer = tk.Conv2DTranspose(4, 3, strides=2, padding="same")
+    layer.set_weights([source, rng.standard_normal(4).astype(np.float32)])
+    source[...] = 0  # the layer copied its weights: the caller's array is the caller's
+    assert layer.kernel.any()
+    with pytest.raises(ValueError, match="read-only"):
+        layer.kernel[0, 0, 0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        layer.bias[0] = 1.0
+    op = TransposedConv(source, None, (2, 2), (1, 1), lambda spatial: [(0, 1), (0, 1)])
+    assert not op.kernel.flags.writeable and op.kernel is not source
+    x = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)
+    expected = layer(x, method="reference")
+    assert_close(layer(x, method="native"), expected, 4 * 3 + 1)  # builds the library
+
+    def no_pass(*args):  # noqa: ANN002, ANN202
+        raise AssertionError("frozen weights need no comparison")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(np, "array_equal", no_pass)
+        assert_close(layer(x, method="native"), expected, 4 * 3 + 1)
+    layer.kernel = -layer.kernel  # a new kernel: noticed
+    assert_close(layer(x, method="native"), -expected + 2 * layer.bias, 4 * 3 + 1)

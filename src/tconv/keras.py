@@ -32,7 +32,7 @@ import numpy as np
 
 from . import activations
 from .checks import is_int
-from .layer import KERAS, CropRule, TransposedConv, per_axis_rule
+from .layer import KERAS, CropRule, TransposedConv, frozen, per_axis_rule
 
 if TYPE_CHECKING:
     import os
@@ -422,8 +422,8 @@ class BaseConvTranspose(TransposedConv):
         self.kernel_layout = KERAS
         self.framework = "keras"
         self.input_shape: tuple[int, ...] | None = None
-        self._kernel: np.ndarray | None = None
-        self.bias: np.ndarray | None = None
+        self._kernel = None
+        self.bias = None
         if kwargs.get("groups", 1) != 1:
             raise ValueError(
                 f"{cls} does not support groups: tconv reads Keras transposed convolutions with "
@@ -463,7 +463,7 @@ class BaseConvTranspose(TransposedConv):
 
     @kernel.setter
     def kernel(self, value: np.ndarray) -> None:
-        self._kernel = value
+        self._kernel = frozen(value)
 
     def _checked_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         """``input_shape`` as a tuple, checked to have the batch, spatial and channel axes."""
@@ -557,7 +557,7 @@ class BaseConvTranspose(TransposedConv):
             if array.dtype.kind not in "fiu":
                 raise TypeError(f"Layer {self.name} weights must be numbers, got {array.dtype}")
         dtype = self.variable_dtype
-        self._kernel = arrays[0].astype(dtype)
+        self._kernel = frozen(arrays[0], dtype)
         self.bias = arrays[1].astype(dtype) if self.use_bias else None
 
     def forward(self, x: Any, method: str = "fast") -> np.ndarray:

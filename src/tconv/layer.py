@@ -109,6 +109,17 @@ TORCH = KernelLayout(
 )
 
 
+def frozen(array: Any, dtype: Any = None) -> np.ndarray:
+    """A read-only copy of ``array`` (in ``dtype`` if given) that owns its data.
+
+    Layers keep their weights frozen: nobody can change them behind the layer's back, so
+    ``method="native"`` (weights compiled in) needs no per-call comparison to stay correct.
+    """
+    out = np.array(array, dtype=dtype, copy=True)
+    out.flags.writeable = False
+    return out
+
+
 class TransposedConv:
     """A transposed convolution with weights, in one framework's layouts.
 
@@ -125,6 +136,9 @@ class TransposedConv:
         framework: the convention's name, for messages and explanations.
     """
 
+    _kernel: Any  # None only in a Keras layer that is not built yet
+    _bias: np.ndarray | None
+
     def __init__(
         self,
         kernel: np.ndarray,
@@ -139,8 +153,8 @@ class TransposedConv:
         kernel_layout: KernelLayout = KERAS,
         framework: str = "keras",
     ) -> None:
-        self.kernel = np.asarray(kernel)
-        self.bias = None if bias is None else np.asarray(bias)
+        self.kernel = kernel
+        self.bias = bias
         self.strides = tuple(strides)
         self.dilation = tuple(dilation)
         self.crops = crops
@@ -155,6 +169,24 @@ class TransposedConv:
         self.framework = framework
         self.input_shape: tuple[int, ...] | None = None
         """One input item's shape (no batch axis) in this layer's layout, when known."""
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """The canonical kernel: a read-only copy (assign a new array to change it)."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: np.ndarray) -> None:
+        self._kernel = frozen(value)
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """``(out_channels,)`` or None: a read-only copy (assign a new array to change it)."""
+        return self._bias
+
+    @bias.setter
+    def bias(self, value: np.ndarray | None) -> None:
+        self._bias = None if value is None else frozen(value)
 
     @property
     def rank(self) -> int:

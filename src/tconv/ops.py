@@ -392,13 +392,28 @@ def cache_dir() -> str:
 
 
 _NATIVE_FLAGS = ("-O3", "-march=native", "-ffp-contract=fast")
-_native_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None, Any]] = (
+_native_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray | None, np.ndarray | None, Any]] = (
     OrderedDict()
 )
 
 
-def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    return a is b or (a is not None and b is not None and np.array_equal(a, b))
+def _frozen(a: np.ndarray | None) -> bool:
+    """True for None and for read-only arrays that own their data (a layer's weights, see
+    :func:`tconv.layer.frozen`): nothing can change them in place."""
+    return a is None or (not a.flags.writeable and a.flags.owndata)
+
+
+def _kept(a: np.ndarray | None) -> np.ndarray | None:
+    """What the cache keeps of weights: frozen ones themselves, others as a copy."""
+    return a if _frozen(a) else a.copy()  # type: ignore[union-attr]
+
+
+def _same(kept: np.ndarray | None, current: np.ndarray | None) -> bool:
+    """Whether the weights a library was built with are still ``current``'s: by identity for
+    frozen weights (no pass over them), by value otherwise."""
+    if kept is current:
+        return _frozen(current)
+    return kept is not None and current is not None and np.array_equal(kept, current)
 
 
 def native(
@@ -413,7 +428,8 @@ def native(
     The C is compiled once per geometry with the system compiler (``$CC``, ``cc``, ``gcc`` or
     ``clang``; ``-O3 -march=native``, OpenMP on all cores) and cached under :func:`cache_dir`;
     the last few layers stay loaded (a changed kernel or bias is noticed: they are compared
-    with the loaded copy on every call).  It computes in float32: float32 data only.  Falls back
+    with the loaded copy on every call, unless they are a layer's frozen weights, which cannot
+    change).  It computes in float32: float32 data only.  Falls back
     to :func:`fast` for other dtypes, empty data, or when no C compiler is found.
     """
     _check(x, kernel, geometry, bias)
@@ -443,7 +459,7 @@ def native(
         compiled = build_shared(
             layer, item, cflags=_NATIVE_FLAGS, openmp=True, cc=compiler, cache_dir=cache_dir()
         )
-        entry = (kernel.copy(), None if bias is None else bias.copy(), compiled)
+        entry = (_kept(kernel), _kept(bias), compiled)
         _native_cache[key] = entry
         while len(_native_cache) > 4:
             _native_cache.popitem(last=False)
