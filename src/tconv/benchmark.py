@@ -160,6 +160,11 @@ ROUND_SECONDS = 0.05
 
 MAX_CALLS = 100
 
+WARM_SECONDS = 0.03
+"""Before each round a path quicker than a round runs untimed this long (at least once): after
+the cool-down the machine needs it (seed_k3's fast path, 6.5 ms a call in a loop, took 8, 7, 12
+and 12 ms for its first four calls after a 0.2 s pause on the 2-vCPU VM)."""
+
 SLOW_PATH_SECONDS = 5.0
 """A path whose call is slow gets only about this many seconds of timed rounds."""
 
@@ -478,9 +483,9 @@ def run_case(
     reported: the steady state of a layer called in a loop.  Before every round the benchmark
     sleeps ``cool_down`` seconds, so that the threads of the path before (OpenBLAS spins for
     about 0.1 s after a threaded call, other pools too) are parked and do not steal cores from
-    this one; then a path quicker than a round makes one untimed call, which wakes its threads
-    (on a virtual machine a vCPU that went idle can take milliseconds to wake: a threaded
-    0.6 ms call measured 7.7 ms right after a 20 ms pause)."""
+    this one; then a path quicker than a round runs untimed for :data:`WARM_SECONDS`, which
+    wakes its threads (on a virtual machine a vCPU that went idle can take milliseconds to
+    wake: a threaded 0.6 ms call measured 7.7 ms right after a 20 ms pause)."""
     rng = np.random.default_rng(seed)
     layer = case.layer(rng)
     x = case.input(rng)
@@ -562,7 +567,10 @@ def run_case(
             time.sleep(cool_down)
             run = live[i][0].run
             if quick[i]:  # wake this path's threads (an idle vCPU can take milliseconds)
+                start = time.perf_counter()
                 run()
+                while time.perf_counter() - start < WARM_SECONDS:
+                    run()
             start = time.perf_counter()
             for _ in range(calls[i]):
                 run()
@@ -646,6 +654,7 @@ def run(
     info["load_before"] = _load()
     info["repeats"], info["cool_down_s"] = repeats, cool_down
     info["round_s"], info["max_calls"] = ROUND_SECONDS, MAX_CALLS
+    info["warm_s"] = WARM_SECONDS
     reports = [
         run_case(case, repeats, seed, f"{case.name} ({i + 1}/{len(cases)})", cool_down)
         for i, case in enumerate(cases)
@@ -688,9 +697,10 @@ def table(info: dict[str, Any], reports: Sequence[CaseReport]) -> str:
         f"NumPy {info['numpy']}, BLAS: {blas}; BLAS env: {env}; {info['date']}; "
         f"load average (1 min) before/after: {_fmt(info.get('load_before'), '.2f')}/"
         f"{_fmt(info.get('load_after'), '.2f')}; {info.get('repeats')} round(s), "
-        f"{info.get('cool_down_s')} s cool-down, then (for paths quicker than a round) one "
-        f"untimed call before every round; a round times {ROUND_SECONDS * 1e3:.0f} ms of "
-        f"back-to-back calls (`calls`); ms = median over rounds of the mean per call",
+        f"{info.get('cool_down_s')} s cool-down, then (for paths quicker than a round) "
+        f"{WARM_SECONDS * 1e3:.0f} ms of untimed calls before every round; a round times "
+        f"{ROUND_SECONDS * 1e3:.0f} ms of back-to-back calls (`calls`); ms = median over rounds "
+        f"of the mean per call",
         "",
         "| case | path | threads | calls | ms | spread | GFLOP/s | × best peer | × bound | "
         "× 1-thread bound | max rel. error | note |",
