@@ -249,7 +249,8 @@ def _native(layer: TransposedConv, x: np.ndarray) -> Path:
 
 
 def _bias(layer: TransposedConv) -> np.ndarray:
-    return np.zeros(layer.filters, np.float32) if layer.bias is None else layer.bias
+    """The bias as a writable array (a layer's own is read-only; torch wants to own it)."""
+    return np.zeros(layer.filters, np.float32) if layer.bias is None else layer.bias.copy()
 
 
 def _peer_pads(geometry: Geometry) -> list[tuple[int, int, int]]:
@@ -297,7 +298,7 @@ def _torch(layer: TransposedConv, geometry: Geometry, x: np.ndarray) -> Path:
         for (b, _, _), p, a in zip(pads, padding, geometry.axes, strict=True)
     )
     xt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
-    wt = torch.from_numpy(np.ascontiguousarray(TORCH.from_canonical(layer.kernel, 1)))
+    wt = torch.from_numpy(np.array(TORCH.from_canonical(layer.kernel, 1), order="C"))
     bt = torch.from_numpy(_bias(layer))
     kwargs = {"stride": layer.strides, "padding": padding, "output_padding": [p[2] for p in pads]}
 
