@@ -160,6 +160,10 @@ ROUND_SECONDS = 0.05
 
 MAX_CALLS = 100
 
+SIZING_SECONDS = 1.0
+"""A warm-up call quicker than this is followed by a second call that sizes the rounds (the
+warm-up may have compiled or traced: JAX's jit, tconv's native build)."""
+
 WARM_SECONDS = 0.03
 """Before each round a path quicker than a round runs untimed this long (at least once): after
 the cool-down the machine needs it (seed_k3's fast path, 6.5 ms a call in a loop, took 8, 7, 12
@@ -478,8 +482,8 @@ def run_case(
 ) -> CaseReport:
     """Build every path of ``case``, check it against tconv's fast result, and time it.
 
-    After a warm-up call (whose result is checked) and, when that was quick, one more call to
-    size the rounds, every round times :data:`ROUND_SECONDS` of back-to-back calls of each path
+    After a warm-up call (whose result is checked) and, when that took less than
+    :data:`SIZING_SECONDS`, one more call to size the rounds, every round times :data:`ROUND_SECONDS` of back-to-back calls of each path
     in turn (the order rotates) and keeps the mean per call; the median over the rounds is
     reported: the steady state of a layer called in a loop.  Before every round the benchmark
     sleeps ``cool_down`` seconds, so that the threads of the path before (OpenBLAS spins for
@@ -549,7 +553,7 @@ def run_case(
 
     rounds, calls, quick = [], [], []
     for path, result, single in live:
-        if single < ROUND_SECONDS:  # the warm-up may have compiled: time a second call
+        if single < SIZING_SECONDS:  # the warm-up may have compiled: time a second call
             start = time.perf_counter()
             path.run()
             single = time.perf_counter() - start
