@@ -245,8 +245,8 @@ def test_softmax_element_value_and_views(fmt):
     softmax of the single preactivation, i.e. 1.0), and every view agrees with the forward."""
     from tconv.explanation import agreement
 
-    layer = tk.Conv2DTranspose(
-        3, 3, strides=2, padding="same", data_format=fmt, activation="softmax"
+    layer = tk.Conv2DTranspose(  # float64 policy: a Keras layer computes in its policy's dtype
+        3, 3, strides=2, padding="same", data_format=fmt, activation="softmax", dtype="float64"
     )
     shape = (1, 2, 3, 4) if fmt == "channels_first" else (1, 3, 4, 2)
     x = np.random.default_rng(1).standard_normal(shape)

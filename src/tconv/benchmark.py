@@ -483,9 +483,10 @@ def run_case(
     """Build every path of ``case``, check it against tconv's fast result, and time it.
 
     After a warm-up call (whose result is checked) and, when that took less than
-    :data:`SIZING_SECONDS`, one more call to size the rounds, every round times :data:`ROUND_SECONDS` of back-to-back calls of each path
-    in turn (the order rotates) and keeps the mean per call; the median over the rounds is
-    reported: the steady state of a layer called in a loop.  Before every round the benchmark
+    :data:`SIZING_SECONDS`, one more call to size the rounds, every round times
+    :data:`ROUND_SECONDS` of back-to-back calls of each path in turn (the order rotates) and
+    keeps the mean per call; the median over the rounds is reported: the steady state of a
+    layer called in a loop.  Before every round the benchmark
     sleeps ``cool_down`` seconds, so that the threads of the path before (OpenBLAS spins for
     about 0.1 s after a threaded call, other pools too) are parked and do not steal cores from
     this one; then a path quicker than a round runs untimed for :data:`WARM_SECONDS`, which

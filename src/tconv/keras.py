@@ -322,6 +322,22 @@ def _dtype_policy(dtype: Any) -> dict[str, Any]:
     return {**_DTYPE_POLICY, "config": {"name": name}}
 
 
+def _compute_dtype(policy: dict[str, Any]) -> np.dtype:
+    """The dtype the layer computes in: the policy's compute dtype (``mixed_float16`` ->
+    float16, ``mixed_bfloat16`` -> bfloat16, otherwise the policy's own dtype)."""
+    name = str(policy["config"]["name"]).removeprefix("mixed_")
+    if name == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError as err:
+            raise ImportError(
+                f"the dtype policy {policy['config']['name']!r} computes in bfloat16, which "
+                "NumPy gets from ml_dtypes: pip install ml-dtypes"
+            ) from err
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
 def _variable_dtype(policy: dict[str, Any]) -> np.dtype:
     """The dtype the weights are kept in: the policy's variable dtype.
 
@@ -554,14 +570,36 @@ class BaseConvTranspose(TransposedConv):
                     f"Layer {self.name} weight shape {shape} is not compatible with provided "
                     f"weight shape {array.shape}."
                 )
-            if array.dtype.kind not in "fiu":
+            if array.dtype.kind not in "fiu" and array.dtype.name != "bfloat16":
                 raise TypeError(f"Layer {self.name} weights must be numbers, got {array.dtype}")
         dtype = self.variable_dtype
         self._kernel = frozen(arrays[0], dtype)
         self.bias = arrays[1].astype(dtype) if self.use_bias else None
 
+    @property
+    def compute_dtype(self) -> np.dtype:
+        """The dtype the layer computes in, as Keras' ``layer.compute_dtype``: float32 by
+        default, float16 for ``"float16"`` and ``"mixed_float16"``, bfloat16 (ml_dtypes) for
+        ``"bfloat16"`` and ``"mixed_bfloat16"``, float64 for ``"float64"``."""
+        return _compute_dtype(self.dtype)
+
+    def computing(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """As Keras calls a layer: a floating-point input is cast to :attr:`compute_dtype`
+        (any other is refused, as Keras refuses it), and the weights too (a ``mixed_*`` policy
+        keeps float32 variables and casts them at every call)."""
+        x = np.asarray(x)
+        dtype = self.compute_dtype
+        if x.dtype != dtype and (x.dtype.kind == "f" or x.dtype.name == "bfloat16"):
+            x = x.astype(dtype)
+        kernel, bias = self.kernel, self.bias
+        if kernel.dtype != dtype:
+            kernel = kernel.astype(dtype)
+            bias = None if bias is None else bias.astype(dtype)
+        return x, kernel, bias
+
     def forward(self, x: Any, method: str = "fast") -> np.ndarray:
-        """Apply the layer (building it for ``x``'s shape first if needed).
+        """Apply the layer (building it for ``x``'s shape first if needed), in
+        :attr:`compute_dtype`.
 
         As in Keras, ``softmax`` and ``log_softmax`` normalise the last axis of the layer's
         layout (see :meth:`tconv.layer.TransposedConv.activate`).

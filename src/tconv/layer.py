@@ -268,12 +268,20 @@ class TransposedConv:
             return activations.apply(self.activation, self.from_canonical(y))
         return self.from_canonical(activations.apply(self.activation, y))
 
+    def computing(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``x``, the kernel and the bias as the framework computes with them.
+
+        Here unchanged (computed in ``x``'s dtype); a Keras layer casts all three to its dtype
+        policy's compute dtype.  :meth:`forward` and :func:`tconv.explain` both start here.
+        """
+        return np.asarray(x), self.kernel, self.bias
+
     def forward(self, x: np.ndarray, method: str = "fast") -> np.ndarray:
-        """Apply the layer to ``x`` (this layer's layout); ``method`` is ``"fast"`` or
-        ``"reference"``."""
-        x = np.asarray(x)
+        """Apply the layer to ``x`` (this layer's layout); ``method`` is ``"fast"``,
+        ``"reference"`` or ``"native"``."""
+        x, kernel, bias = self.computing(x)
         geometry = self.geometry(self.spatial_shape(x.shape))
-        y = ops.run(self.to_canonical(x), self.kernel, geometry, self.bias, None, method)
+        y = ops.run(self.to_canonical(x), kernel, geometry, bias, None, method)
         return np.ascontiguousarray(self.activate(y))
 
     def __call__(self, x: np.ndarray, method: str = "fast") -> np.ndarray:

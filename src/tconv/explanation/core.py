@@ -172,7 +172,7 @@ class Explanation:
     """
 
     def __init__(self, layer: TransposedConv, x: np.ndarray, at: Sequence[int]) -> None:
-        x = np.asarray(x)
+        x, kernel, bias = layer.computing(x)  # as the forward computes (a Keras dtype policy)
         self.layer, self.x = layer, x
         spatial = layer.spatial_shape(x.shape)
         self.geometry = g = layer.geometry(spatial)
@@ -199,7 +199,7 @@ class Explanation:
         for t, (i, j) in enumerate(pairs):
             block = rows[t * g.in_per_group : (t + 1) * g.in_per_group]
             xs = xc[ix(n, *i, slice(*self.channels))].astype(dtype)
-            ws = layer.kernel[ix(*j, f)].astype(dtype)
+            ws = kernel[ix(*j, f)].astype(dtype)
             block["x"], block["w"], block["product"] = xs, ws, xs * ws
             block["input_index"] = self._input_index(i, chans)
             block["kernel_index"] = ki = kindex(j, f)
@@ -218,7 +218,7 @@ class Explanation:
         self.block = block_text(
             np.concatenate([kindex(j, f) for j in np.ndindex(layer.kernel_size)]), kindex.shape
         )
-        self.bias = 0.0 if layer.bias is None else float(layer.bias[f])
+        self.bias = 0.0 if bias is None else float(bias[f])
         total = dtype.type(sum(dtype.type(t.sum) for t in taps)) if taps else dtype.type(0)
         pre = np.asarray(total + dtype.type(self.bias), dtype=dtype).reshape(1)
         self.activation = layer.activation

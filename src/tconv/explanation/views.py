@@ -45,20 +45,19 @@ class _Prepared:
 
 
 def _prepare(layer: TransposedConv, x: np.ndarray) -> _Prepared:
-    x = np.asarray(x)
+    x, kernel, _ = layer.computing(x)
     geometry = layer.geometry(layer.spatial_shape(x.shape))
     dtype = ops.compute_dtype(x.dtype)
-    return _Prepared(
-        layer.to_canonical(x).astype(dtype), layer.kernel.astype(dtype), geometry, dtype
-    )
+    return _Prepared(layer.to_canonical(x).astype(dtype), kernel.astype(dtype), geometry, dtype)
 
 
 def _finish(layer: TransposedConv, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Bias, activation, the input's dtype and the layer's layout, as the forward does."""
-    if layer.bias is not None:
-        y = y + layer.bias.astype(y.dtype)
+    x, _, bias = layer.computing(x)
+    if bias is not None:
+        y = y + bias.astype(y.dtype)
     y = layer.activate(y)
-    return np.ascontiguousarray(y.astype(np.asarray(x).dtype, copy=False))
+    return np.ascontiguousarray(y.astype(x.dtype, copy=False))
 
 
 def _mix(rows: np.ndarray, kernel: np.ndarray, groups: int) -> np.ndarray:
