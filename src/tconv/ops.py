@@ -22,6 +22,7 @@ import concurrent.futures
 import functools
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -223,10 +224,7 @@ def _rows(y: np.ndarray, x: np.ndarray, geometry: Geometry, a: int, b: int) -> J
         return None
     start = axis.crop_start + a - lo * axis.stride
     end = (hi - lo - 1) * axis.stride + axis.span - start - (b - a)
-    part = Axis(hi - lo, axis.kernel, axis.stride, axis.dilation, start, end)
-    sub = Geometry(
-        (part, *geometry.axes[1:]), geometry.in_channels, geometry.out_channels, geometry.groups
-    )
+    sub = _first_axis(geometry, Axis(hi - lo, *_kernel_of(axis), start, end))
     return y[:, a:b], x[:, lo:hi], sub, slice(0, geometry.out_per_group)
 
 
@@ -244,65 +242,59 @@ def _accumulate(
 
     ``x`` is ``(N, *geometry.in_shape, C_in)``, ``weights`` ``(T, G, cout, cin)``; ``block``
     taps share one (batched) GEMM, a ``wide`` one when set.  Per-tap GEMMs run on chunks of
-    input rows whose products stay in cache until they are added (:data:`_CHUNK`).
+    input rows whose products stay in cache until they are added (:func:`_row_chunks`).
     """
+    groups, cin = geometry.groups, geometry.in_per_group
     weights = weights[:, :, channels]
     part = weights.shape[2]
-    if wide:
-        _accumulate_rows(y, x, weights, geometry, taps, channels, True, block)
-        return
+    for xs, g, per_gemm in _row_chunks(x, geometry, part, wide, block):
+        n, m = xs.shape[0], xs.size // geometry.in_channels
+        rows = xs.reshape(m, groups, cin).transpose(1, 0, 2)  # (G, M, cin); copies if strided
+        for t0 in range(0, len(taps), per_gemm):
+            w = weights[t0 : t0 + per_gemm]
+            t = len(w)
+            if wide:  # one (M, cin) @ (cin, t*part) product per group, viewed as (t, G, M, part)
+                w = w.transpose(1, 0, 2, 3).reshape(groups, t * part, cin)  # a view when G == 1
+                product = np.matmul(rows, w.transpose(0, 2, 1)).reshape(groups, m, t, part)
+                product = product.transpose(2, 0, 1, 3)
+            else:  # one (M, cin) @ (cin, part) product per tap and group: (t, G, M, part)
+                product = np.matmul(rows, w.transpose(0, 1, 3, 2))
+            product = product.reshape(t, groups, n, *g.in_shape, part)
+            for j, tap_product in zip(taps[t0 : t0 + per_gemm], product, strict=True):
+                _scatter_tap(y, tap_product, g, j, channels)
+            del product, tap_product  # free this block before the next one is allocated
+
+
+def _row_chunks(
+    x: np.ndarray, geometry: Geometry, part: int, wide: bool, block: int
+) -> Iterator[tuple[np.ndarray, Geometry, int]]:
+    """``(input rows, their geometry, taps per GEMM block)`` for near-equal chunks of the first
+    spatial axis whose per-tap products (``part`` channels per group) have about :data:`_CHUNK`
+    elements: each product is still in cache when it is added.  One chunk for a wide GEMM."""
     per_row = x.shape[0] * geometry.groups * part * (x[0, 0].size // geometry.in_channels)
-    chunks = -(-x.shape[1] // max(1, _CHUNK // max(1, per_row)))
-    rows = -(-x.shape[1] // max(1, chunks))  # chunks of near-equal size
-    if chunks > 1:
-        block = max(1, min(block, _CHUNK // max(1, per_row * rows)))
+    chunks = 1 if wide else -(-x.shape[1] // max(1, _CHUNK // max(1, per_row)))
+    if chunks <= 1:
+        yield x, geometry, block
+        return
+    rows = -(-x.shape[1] // chunks)
+    block = max(1, min(block, _CHUNK // max(1, per_row * rows)))
     for a in range(0, x.shape[1], rows):
         b = min(x.shape[1], a + rows)
-        chunk = geometry if (a, b) == (0, x.shape[1]) else _input_rows(geometry, a, b)
-        _accumulate_rows(y, x[:, a:b], weights, chunk, taps, channels, False, block)
+        axis = geometry.axes[0]
+        start = axis.crop_start - a * axis.stride  # the same output: the crops shift
+        end = (b - a - 1) * axis.stride + axis.span - start - axis.out
+        yield x[:, a:b], _first_axis(geometry, Axis(b - a, *_kernel_of(axis), start, end)), block
 
 
-def _input_rows(geometry: Geometry, a: int, b: int) -> Geometry:
-    """The geometry of input rows ``a:b`` of the first spatial axis, with the same output: the
-    crops shift by ``a*stride`` (negative crops pad the outputs these rows do not reach)."""
-    axis = geometry.axes[0]
-    start = axis.crop_start - a * axis.stride
-    end = (b - a - 1) * axis.stride + axis.span - start - axis.out
-    part = Axis(b - a, axis.kernel, axis.stride, axis.dilation, start, end)
+def _kernel_of(axis: Axis) -> tuple[int, int, int]:
+    return axis.kernel, axis.stride, axis.dilation
+
+
+def _first_axis(geometry: Geometry, axis: Axis) -> Geometry:
+    """``geometry`` with its first spatial axis replaced by ``axis``."""
     return Geometry(
-        (part, *geometry.axes[1:]), geometry.in_channels, geometry.out_channels, geometry.groups
+        (axis, *geometry.axes[1:]), geometry.in_channels, geometry.out_channels, geometry.groups
     )
-
-
-def _accumulate_rows(
-    y: np.ndarray,
-    x: np.ndarray,
-    weights: np.ndarray,
-    geometry: Geometry,
-    taps: list[tuple[int, ...]],
-    channels: slice,
-    wide: bool,
-    block: int,
-) -> None:
-    """:func:`_accumulate` for one chunk; ``weights`` ``(T, G, part, cin)`` are the chunk's
-    output channels already."""
-    n, groups, cin = x.shape[0], geometry.groups, geometry.in_per_group
-    m = x.size // geometry.in_channels
-    rows = x.reshape(m, groups, cin).transpose(1, 0, 2)  # (G, M, cin); copies a strided part
-    part = weights.shape[2]
-    for t0 in range(0, len(taps), block):
-        w = weights[t0 : t0 + block]
-        t = len(w)
-        if wide:  # one (M, cin) @ (cin, t*part) product per group, viewed as (t, G, M, part)
-            w = w.transpose(1, 0, 2, 3).reshape(groups, t * part, cin)  # a view when G == 1
-            product = np.matmul(rows, w.transpose(0, 2, 1)).reshape(groups, m, t, part)
-            product = product.transpose(2, 0, 1, 3)
-        else:  # one (M, cin) @ (cin, part) product per tap and group: (t, G, M, part)
-            product = np.matmul(rows, w.transpose(0, 1, 3, 2))
-        product = product.reshape(t, groups, n, *geometry.in_shape, part)
-        for j, tap_product in zip(taps[t0 : t0 + block], product, strict=True):
-            _scatter_tap(y, tap_product, geometry, j, channels)
-        del product, tap_product  # free this block before the next one is allocated
 
 
 def _scatter_tap(
