@@ -19,12 +19,14 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# System tools the tests drive: clang (exported C must build with it), valgrind, and Debian's
-# headless Chromium for the browser test of the HTML page.  Installed once, as root, with apt.
+# System tools the tests drive: clang with its OpenMP runtime (exported C must build with it),
+# valgrind, and Debian's headless Chromium for the browser test of the HTML page.  Installed
+# once, as root, with apt.
+CLANG_OMP := printf '\#include <omp.h>\nint main(void){return omp_get_max_threads()<1;}\n' | clang -fopenmp -x c - -o /dev/null
 $(SYSDEPS): $(VENV)/bin/python
-	@if command -v clang >/dev/null && command -v valgrind >/dev/null && command -v chromium >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang valgrind chromium >/dev/null; \
-	else echo "make: need clang, valgrind and chromium (run as root or install them)" >&2; exit 1; fi
+	@if command -v valgrind >/dev/null && command -v chromium >/dev/null && $(CLANG_OMP) 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libomp-dev valgrind chromium >/dev/null; \
+	else echo "make: need clang with libomp, valgrind and chromium (run as root or install them)" >&2; exit 1; fi
 	touch $(SYSDEPS)
 
 demo: $(STAMP)

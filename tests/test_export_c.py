@@ -252,6 +252,10 @@ def test_optimised_openmp_build_matches(tmp_path: Path) -> None:
         cmd = [cc, *STRICT, "-O2", "-fopenmp", "-c", "omp.c"]
         done = subprocess.run(cmd, cwd=tmp_path / "e", capture_output=True, text=True)
         assert done.returncode == 0 and not done.stderr, done.stderr
+    # and clang links it with its own OpenMP runtime (libomp): same numbers on 2 threads
+    clang = cexport.build_shared(layer, shape, openmp=True, cc="clang", cache_dir=tmp_path)
+    assert clang.set_threads(2) == 2
+    assert_close(clang(x), project.expected_output(layer, x), terms=9 * 4)
 
 
 @pytest.mark.parametrize(
