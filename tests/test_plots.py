@@ -118,3 +118,23 @@ def test_gather_caption_stays_one_short_line():
     assert plots._font(11).getlength(text) < 700
     one = explain(*keras_op((3,), 1, 1, 1, 2, "valid"), (0, 0, 0))
     assert plots.gather_caption(one).endswith("(1 tap x 1 channel)")
+
+
+@pytest.mark.parametrize("missing", ["matplotlib", "PIL"])
+def test_missing_plot_extra_is_a_clear_error(missing, tmp_path, monkeypatch, capsys):
+    """Without the optional 'plot' extra, pictures say what to install, in Python and CLI."""
+    import sys
+
+    from tconv.cli import main
+
+    layer, x = keras_op((4, 4), 3, 2, 3, 2)
+    e = explain(layer, x, (0, 3, 4, 1))
+    for name in [m for m in sys.modules if m == missing or m.startswith(missing + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails as if not installed
+    with pytest.raises(RuntimeError, match=r"optional extra 'plot'.*pip install 'tconv\[plot\]'"):
+        plots.element_figure(e, str(tmp_path / "e.png"))
+    args = ["explain", "--input-shape", "4,4,2", "--filters", "3", "--png", str(tmp_path / "c.png")]
+    assert main(args) == 2
+    assert "pip install 'tconv[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "e.png").exists() and not (tmp_path / "c.png").exists()

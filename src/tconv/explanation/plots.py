@@ -32,7 +32,7 @@ def _mpl() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from PIL import Image  # noqa: F401  (GIF frames)
-    except ImportError as err:  # pragma: no cover - exercised without the extra only
+    except ImportError as err:  # without the extra (tests/test_plots.py fakes that)
         raise RuntimeError(
             "pictures need the optional extra 'plot' (matplotlib, Pillow): "
             "pip install 'tconv[plot]'"
