@@ -73,6 +73,7 @@ def test_helper_model_matches_onnxruntime(tmp_path):
     up, second = layers.values()
     assert up.framework == "onnx" and up.groups == 2 and second.bias is None
     assert up.input_shape == (4, 5, 5)
+    assert not (up.kernel.flags.writeable or up.bias.flags.writeable)  # kept: read-only copies
     # ONNX shape inference says (6, 11, 10) for H (SAME_LOWER + output_padding), onnxruntime
     # computes (6, 10, 10): the inferred shapes after that node are not used.
     assert second.input_shape is None

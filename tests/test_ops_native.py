@@ -101,3 +101,19 @@ def test_layer_weights_are_frozen_and_not_compared(cache) -> None:  # noqa: ANN0
         assert_close(layer(x, method="native"), expected, 4 * 3 + 1)
     layer.kernel = -layer.kernel  # a new kernel: noticed
     assert_close(layer(x, method="native"), -expected + 2 * layer.bias, 4 * 3 + 1)
+
+
+def test_functional_ops_keep_the_callers_arrays() -> None:
+    """An op made for one call holds the caller's arrays (no copy of the weights per call);
+    an op object made to keep is frozen."""
+    from tconv import jax as tj
+    from tconv import onnx as tx
+    from tconv import torch as tt
+
+    w = np.ones((2, 3, 3, 3), np.float32)
+    assert np.shares_memory(tx.op(w, strides=(2, 2)).framework_kernel, w)
+    assert np.shares_memory(tt.op(w, None, 2).framework_kernel, w)
+    k = np.ones((3, 3, 2, 3), np.float32)
+    assert np.shares_memory(tj.op(k, (2, 2), "SAME").kernel, k)
+    kept = TransposedConv(k, None, (1, 1), (1, 1), lambda spatial: [(0, 0), (0, 0)])
+    assert not np.shares_memory(kept.kernel, k) and not kept.kernel.flags.writeable

@@ -311,6 +311,7 @@ def op(
         data_format=formats[lhs_spec],
         kernel_layout=layout,
         framework="jax",
+        copy=False,  # the caller's arrays: no copy per call
     )
 
 

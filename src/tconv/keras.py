@@ -240,7 +240,7 @@ def conv_transpose(
     dilation = standardize_tuple(dilation_rate, rank, "dilation_rate")
     op = standardize_output_padding(output_padding, strides_t)
     rule = crop_rule(kernel_size, strides_t, dilation, padding, op)
-    layer = TransposedConv(w, None, strides_t, dilation, rule, data_format=data_format)
+    layer = TransposedConv(w, None, strides_t, dilation, rule, data_format=data_format, copy=False)
     return layer.forward(x, method)
 
 

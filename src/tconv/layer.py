@@ -134,6 +134,9 @@ class TransposedConv:
         data_format: ``"channels_last"`` (``(N, *spatial, C)``) or ``"channels_first"``.
         kernel_layout: how the framework stores the kernel.
         framework: the convention's name, for messages and explanations.
+        copy: keep read-only copies of ``kernel`` and ``bias`` (the default; see
+            :func:`frozen`); False keeps the given arrays, for an op made for one call (the
+            functional APIs), which then costs no copy of the weights.
     """
 
     _kernel: Any  # None only in a Keras layer that is not built yet
@@ -152,9 +155,13 @@ class TransposedConv:
         data_format: str = "channels_last",
         kernel_layout: KernelLayout = KERAS,
         framework: str = "keras",
+        copy: bool = True,
     ) -> None:
-        self.kernel = kernel
-        self.bias = bias
+        if copy:  # read-only copies (see the kernel property)
+            self.kernel, self.bias = kernel, bias
+        else:  # the caller's arrays as they are: an op made for one call
+            self._kernel = np.asarray(kernel)
+            self._bias = None if bias is None else np.asarray(bias)
         self.strides = tuple(strides)
         self.dilation = tuple(dilation)
         self.crops = crops

@@ -259,6 +259,7 @@ def op(
         data_format="channels_first",
         kernel_layout=TORCH,
         framework="onnx",
+        copy=False,  # the caller's arrays: no copy per call
     )
 
 
@@ -406,6 +407,7 @@ def load_nodes(path: str | os.PathLike[str]) -> dict[str, Node]:
         attrs = {a.name: _attribute(onnx.helper.get_attribute_value(a)) for a in node.attribute}
         try:
             conv = op(*arrays, **attrs)
+            conv.kernel, conv.bias = conv.kernel, conv.bias  # a kept layer: read-only copies
             conv.input_shape = shapes.get(node.input[0])
             computed = None
             if conv.input_shape is not None:

@@ -230,6 +230,7 @@ def op(
         data_format="channels_first",
         kernel_layout=TORCH,
         framework="torch",
+        copy=False,  # the caller's arrays: no copy per call
     )
 
 
