@@ -59,8 +59,17 @@ def _terms(geometry: Geometry) -> int:
         (0, "channels", 1 << 40),
         (0, "batch", 1),
         (0, "rows", 1 << 40),
+        (0, "rows", 1),
     ],
-    ids=["per-tap", "per-tap-row-chunks", "wide", "channels", "batch-row-chunks", "rows"],
+    ids=[
+        "per-tap",
+        "per-tap-row-chunks",
+        "wide",
+        "channels",
+        "batch-row-chunks",
+        "rows",
+        "rows-row-chunks",
+    ],
 )
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems())
