@@ -574,7 +574,7 @@ class BaseConvTranspose(TransposedConv):
                 raise TypeError(f"Layer {self.name} weights must be numbers, got {array.dtype}")
         dtype = self.variable_dtype
         self._kernel = frozen(arrays[0], dtype)
-        self.bias = arrays[1].astype(dtype) if self.use_bias else None
+        self.bias = frozen(arrays[1], dtype) if self.use_bias else None
 
     @property
     def compute_dtype(self) -> np.dtype:

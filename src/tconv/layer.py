@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, ops
+from .checks import is_frozen
 from .geometry import Axis, Geometry
 
 Crops = list[tuple[int, int]]
@@ -115,6 +116,8 @@ def frozen(array: Any, dtype: Any = None) -> np.ndarray:
     Layers keep their weights frozen: nobody can change them behind the layer's back, so
     ``method="native"`` (weights compiled in) needs no per-call comparison to stay correct.
     """
+    if is_frozen(array) and (dtype is None or array.dtype == np.dtype(dtype)):
+        return array  # already nobody's to change: share it
     out = np.array(array, dtype=dtype, copy=True)
     out.flags.writeable = False
     return out

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import activations
+from .checks import is_frozen
 from .geometry import Axis, Geometry
 
 METHODS = ("fast", "reference", "native")
@@ -390,9 +391,8 @@ _native_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray | None, np.ndarray 
 
 
 def _frozen(a: np.ndarray | None) -> bool:
-    """True for None and for read-only arrays that own their data (a layer's weights, see
-    :func:`tconv.layer.frozen`): nothing can change them in place."""
-    return a is None or (not a.flags.writeable and a.flags.owndata)
+    """True for None and for a layer's weights (:func:`tconv.layer.frozen`)."""
+    return a is None or is_frozen(a)
 
 
 def _kept(a: np.ndarray | None) -> np.ndarray | None:
