@@ -486,12 +486,12 @@ def run_case(
     :data:`SIZING_SECONDS`, one more call to size the rounds, every round times
     :data:`ROUND_SECONDS` of back-to-back calls of each path in turn (the order rotates) and
     keeps the mean per call; the median over the rounds is reported: the steady state of a
-    layer called in a loop.  Before every round the benchmark
-    sleeps ``cool_down`` seconds, so that the threads of the path before (OpenBLAS spins for
-    about 0.1 s after a threaded call, other pools too) are parked and do not steal cores from
-    this one; then a path quicker than a round runs untimed for :data:`WARM_SECONDS`, which
-    wakes its threads (on a virtual machine a vCPU that went idle can take milliseconds to
-    wake: a threaded 0.6 ms call measured 7.7 ms right after a 20 ms pause)."""
+    layer called in a loop.  Before every round the benchmark sleeps ``cool_down`` seconds, so
+    that the threads of the path before (OpenBLAS spins for about 0.1 s after a threaded call,
+    other pools too) are parked and do not steal cores from this one; then a path quicker than
+    a round runs untimed for :data:`WARM_SECONDS`, which wakes its threads (on a virtual
+    machine a vCPU that went idle can take milliseconds to wake: a threaded 0.6 ms call
+    measured 7.7 ms right after a 20 ms pause)."""
     rng = np.random.default_rng(seed)
     layer = case.layer(rng)
     x = case.input(rng)
@@ -534,9 +534,7 @@ def run_case(
     for path in paths:
         result = Result(path.name, path.kind, "ok", threads=path.threads)
         try:
-            start = time.perf_counter()
-            out = path.run()  # the warm-up call, whose result is checked
-            warm_up = time.perf_counter() - start
+            out, warm_up = _timed(path.run)  # the warm-up call, whose result is checked
         except Exception as err:  # a path that fails is reported, not hidden
             report.results.append(dataclasses.replace(result, status="error", note=repr(err)))
             continue
@@ -555,9 +553,7 @@ def run_case(
     rounds, calls, quick = [], [], []
     for path, result, single in live:
         if single < SIZING_SECONDS:  # the warm-up may have compiled: time a second call
-            start = time.perf_counter()
-            path.run()
-            single = time.perf_counter() - start
+            _, single = _timed(path.run)
         rounds.append(max(1, min(repeats, int(SLOW_PATH_SECONDS / single))))
         calls.append(max(1, min(MAX_CALLS, int(ROUND_SECONDS / single))))
         quick.append(single < ROUND_SECONDS)
@@ -590,6 +586,13 @@ def run_case(
     _ratios([r for _, r, _ in live])
     report.results = [r for _, r, _ in live] + report.results
     return report
+
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    """``call()``'s result and the seconds it took."""
+    start = time.perf_counter()
+    out = call()
+    return out, time.perf_counter() - start
 
 
 def _ratios(results: list[Result]) -> None:
