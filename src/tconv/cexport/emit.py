@@ -60,12 +60,18 @@ def _pad3(spec: Spec) -> list[tuple[int, int, int, int, int, int]]:
     return [(1, 1, 1, 1, 0, 1)] * (3 - len(axes)) + axes
 
 
+def _phase_sizes(stride: int, crop: int, out: int) -> list[int]:
+    """Per phase ``r`` of an axis, how many outputs it holds: ``o`` with
+    ``(o + crop) mod stride == r``, the first one at ``(r - crop) mod stride``."""
+    return [len(range((r - crop) % stride, out, stride)) for r in range(stride)]
+
+
 def block_sizes(spec: Spec) -> tuple[int, int, int]:
     """``(MR, H, VW)`` for this layer: the register block is MR outputs of one phase times
     ``NR = H*VW`` filters, computed as H vectors of VW lanes (see :data:`BLOCK`)."""
     longest = 1  # the most outputs one phase holds
     for _, _, stride, _, crop, out in _pad3(spec):
-        longest *= max(len(range((r - crop) % stride, out, stride)) for r in range(stride))
+        longest *= max(_phase_sizes(stride, crop, out))
     mr, h, vw = BLOCK
     cout_g = spec.geometry.out_per_group
     if cout_g < vw:
@@ -359,11 +365,11 @@ def _fast(spec: Spec) -> tuple[str, str]:
     tables = []
     for a, (size, kern, stride, dil, crop, out) in enumerate(axes):
         order = _phase_order(kern, stride, dil)
-        first, count, qfirst, tstart, mvals = [], [], [], [0], []
+        first, qfirst, tstart, mvals = [], [], [0], []
+        count = _phase_sizes(stride, crop, out)
         for r in range(stride):
             o0 = (r - crop) % stride
             first.append(o0)
-            count.append(len(range(o0, out, stride)))
             qfirst.append((o0 + crop - r) // stride)
             taps = [j for j in order if (j * dil) % stride == r]
             mvals += [(j * dil - r) // stride for j in taps]
@@ -492,9 +498,9 @@ def _parts(spec: Spec, mr: int, ncob: int) -> int:
     """Into how many parts every phase's register blocks are cut (1 when there are already
     :data:`TASKS` tasks per item, never parts of less than two blocks)."""
     axes = _pad3(spec)
-    fewest = 1  # the fewest register blocks a phase (of the outer two axes) holds
+    fewest = 1  # the fewest outputs a phase holds
     for _, _, stride, _, crop, out in axes:
-        fewest *= min(len(range((r - crop) % stride, out, stride)) for r in range(stride))
+        fewest *= min(_phase_sizes(stride, crop, out))
     fewest = -(-fewest // mr)
     tasks = spec.geometry.groups * ncob * axes[0][2] * axes[1][2]
     return max(1, min(-(-TASKS // tasks), fewest // 2))
