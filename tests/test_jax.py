@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from conftest import assert_close, peer
@@ -125,6 +127,50 @@ def test_low_precision_and_dtype_rules():
     np.testing.assert_array_equal(got, exp.astype(np.float16))
     with pytest.raises(TypeError, match="same dtypes"):
         tj.conv_transpose(x.astype(np.float64), w, (2,), "SAME")
+
+
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+def test_preferred_element_type_and_precision_as_lax(low):
+    """preferred_element_type widens the result as in JAX; every precision JAX accepts leaves
+    the CPU result alone, what JAX refuses is refused."""
+    jax, lax = _jax()
+    import ml_dtypes
+
+    dtype = np.dtype(ml_dtypes.bfloat16) if low == "bfloat16" else np.dtype(low)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 4, 3)).astype(dtype)
+    w = rng.standard_normal((3, 3, 3, 2)).astype(dtype)
+    dn = ("NHWC", "HWIO", "NHWC")
+    expected = np.asarray(
+        lax.conv_transpose(
+            x, w, (2, 1), "SAME", dimension_numbers=dn, preferred_element_type=np.float32
+        )
+    )
+    assert expected.dtype == np.float32
+    for method in ("fast", "reference"):
+        got = tj.conv_transpose(
+            x, w, (2, 1), "SAME", None, dn, preferred_element_type=np.float32, method=method
+        )
+        assert got.dtype == np.float32
+        assert_close(got, expected, _terms(w))
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    plain = tj.conv_transpose(x32, w32, (2, 1), "SAME", dimension_numbers=dn)
+    for precision in [None, "highest", "fastest", "bfloat16", lax.Precision.HIGH]:
+        kw = dict(dimension_numbers=dn, precision=precision)
+        np.testing.assert_array_equal(tj.conv_transpose(x32, w32, (2, 1), "SAME", **kw), plain)
+        assert_close(plain, np.asarray(lax.conv_transpose(x32, w32, (2, 1), "SAME", **kw)), 54)
+    pair = (lax.Precision.HIGHEST, "default")
+    tj.conv_transpose(x32, w32, (2, 1), "SAME", dimension_numbers=dn, precision=pair)
+    for precision in ["HIGHEST", "bogus", 3, ("highest",)]:
+        with pytest.raises(ValueError):
+            lax.conv_transpose(x32, w32, (2, 1), "SAME", dimension_numbers=dn, precision=precision)
+        with pytest.raises(ValueError, match=re.escape(f"precision={precision!r} is not a")):
+            tj.conv_transpose(x32, w32, (2, 1), "SAME", dimension_numbers=dn, precision=precision)
+    for preferred, message in [(np.float16, "must not be narrower"), (np.int32, "incompatible")]:
+        with pytest.raises(TypeError):
+            lax.conv_transpose(x32, w32, (2, 1), "SAME", preferred_element_type=preferred)
+        with pytest.raises(TypeError, match=message):
+            tj.conv_transpose(x32, w32, (2, 1), "SAME", preferred_element_type=preferred)
 
 
 REJECT = [

@@ -323,12 +323,22 @@ def conv_transpose(
     rhs_dilation: Sequence[int] | None = None,
     dimension_numbers: Any = None,
     transpose_kernel: bool = False,
-    *,
+    precision: Any = None,
+    preferred_element_type: Any = None,
     use_consistent_padding: bool = False,
+    *,
     method: str = "fast",
 ) -> np.ndarray:
-    """``jax.lax.conv_transpose`` (eager, CPU semantics); ``method`` is ``"fast"`` or
-    ``"reference"``.  Layouts per ``dimension_numbers`` (see the module)."""
+    """``jax.lax.conv_transpose`` (eager, CPU semantics); ``method`` is ``"fast"``,
+    ``"reference"`` or ``"native"``.  Layouts per ``dimension_numbers`` (see the module).
+
+    ``precision`` is checked as JAX checks it and has no effect: JAX on CPU computes float32
+    convolutions in full precision whatever it asks for (measured: ``"fastest"``,
+    ``"bfloat16"`` and ``"highest"`` give identical results), and so does tconv.
+    ``preferred_element_type`` (at least as wide as the inputs) is the dtype of the result and
+    of the arithmetic: float16 or bfloat16 inputs with ``float32`` give a float32 result.
+    """
+    _check_precision(precision)
     x, w = np.asarray(lhs), np.asarray(rhs)
     if x.ndim != w.ndim:
         raise ValueError(
@@ -340,6 +350,8 @@ def conv_transpose(
             "lax.conv_general_dilated requires arguments to have the same dtypes, got "
             f"{x.dtype}, {w.dtype}."
         )
+    if preferred_element_type is not None:
+        x, w = _as_preferred(x, w, preferred_element_type)
     lhs_spec, rhs_spec, out_spec = dimension_specs(dimension_numbers, x.ndim)
     spatial = _spatial(rhs_spec)
     channels_last = (f"N{spatial}C", rhs_spec, f"N{spatial}C")
@@ -362,3 +374,58 @@ def conv_transpose(
     yc = conv.forward(xc, method)
     out_perm = _data_perm(out_spec, rhs_spec)
     return np.ascontiguousarray(np.transpose(yc, tuple(int(i) for i in np.argsort(out_perm))))
+
+
+PRECISION_NAMES = (
+    "highest",
+    "float32",
+    "high",
+    "bfloat16_3x",
+    "tensorfloat32",
+    "default",
+    "bfloat16",
+    "fastest",
+)
+"""The strings ``jax.lax`` accepts as ``precision``."""
+
+
+def _check_precision(precision: Any) -> None:
+    """Refuse what ``jax.lax`` refuses as ``precision``: None, a name in
+    :data:`PRECISION_NAMES`, a ``lax.Precision`` (or dot-algorithm) value, or a pair of them."""
+
+    def one(p: Any) -> bool:
+        if isinstance(p, str):
+            return p in PRECISION_NAMES
+        return type(p).__name__ in ("Precision", "DotAlgorithmPreset", "DotAlgorithm")
+
+    pair = isinstance(precision, tuple) and len(precision) == 2 and all(map(one, precision))
+    if not (precision is None or one(precision) or pair):
+        raise ValueError(
+            f"precision={precision!r} is not a precision: JAX takes None, one of "
+            f"{list(PRECISION_NAMES)}, a lax.Precision value, a pair of those, or a "
+            "lax.DotAlgorithm(Preset)"
+        )
+
+
+def _as_preferred(x: np.ndarray, w: np.ndarray, preferred: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs cast to ``preferred_element_type`` (floating, not narrower than the inputs)."""
+    try:
+        dtype = np.dtype(preferred)
+    except TypeError as err:
+        raise TypeError(f"preferred_element_type={preferred!r} is not a dtype") from err
+
+    def floating(d: np.dtype) -> bool:
+        return d.kind == "f" or d.name == "bfloat16"
+
+    if not floating(dtype) or not (floating(x.dtype) or x.dtype.kind in "iu"):
+        raise TypeError(
+            f"preferred_element_type={dtype.name} is incompatible with inputs of dtype "
+            f"{x.dtype.name}: JAX pairs floating or integer inputs with a floating "
+            "preferred_element_type here (tconv computes floating point only)"
+        )
+    if floating(x.dtype) and dtype.itemsize < x.dtype.itemsize:
+        raise TypeError(
+            f"preferred_element_type={dtype.name} must not be narrower than the inputs' dtype "
+            f"{x.dtype.name}"
+        )
+    return x.astype(dtype), w.astype(dtype)
