@@ -304,3 +304,28 @@ class TransposedConv:
             f"dilation={self.dilation}, groups={self.groups}, activation={self.activation!r}, "
             f"data_format={self.data_format!r})"
         )
+
+
+def channels_first_op(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    strides: Sequence[int],
+    dilation: Sequence[int],
+    crops: CropRule,
+    groups: int,
+    framework: str,
+) -> TransposedConv:
+    """The op of a PyTorch-layout convention (PyTorch, ONNX): data ``(N, C, *spatial)``, weight
+    ``(C_in, C_out // groups, *kernel)``; it holds the caller's arrays (an op per call)."""
+    return TransposedConv(
+        TORCH.to_canonical(weight, groups),
+        bias,
+        strides,
+        dilation,
+        crops,
+        groups=groups,
+        data_format="channels_first",
+        kernel_layout=TORCH,
+        framework=framework,
+        copy=False,
+    )

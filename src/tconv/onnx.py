@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .checks import is_int
-from .layer import TORCH, CropRule, Crops, TransposedConv
+from .layer import CropRule, Crops, TransposedConv, channels_first_op
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -249,18 +249,7 @@ def op(
     rule = crop_rule(
         w.shape[2:], strides_t, dilations_t, auto_pad, pads_t, output_padding_t, out_shape_t
     )
-    return TransposedConv(
-        TORCH.to_canonical(w, int(group)),
-        b,
-        strides_t,
-        dilations_t,
-        rule,
-        groups=int(group),
-        data_format="channels_first",
-        kernel_layout=TORCH,
-        framework="onnx",
-        copy=False,  # the caller's arrays: no copy per call
-    )
+    return channels_first_op(w, b, strides_t, dilations_t, rule, int(group), "onnx")
 
 
 def conv_transpose(

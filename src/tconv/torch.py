@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .checks import is_int
-from .layer import TORCH, CropRule, Crops, TransposedConv, per_axis_rule
+from .layer import CropRule, Crops, TransposedConv, channels_first_op, per_axis_rule
 
 IntOrTuple = int | Sequence[int]
 
@@ -220,18 +220,7 @@ def op(
             "instead"
         )
     rule = crop_rule(kernel_size, stride_t, padding_t, output_padding_t, dilation_t, output_size)
-    return TransposedConv(
-        TORCH.to_canonical(w, int(groups)),
-        b,
-        stride_t,
-        dilation_t,
-        rule,
-        groups=int(groups),
-        data_format="channels_first",
-        kernel_layout=TORCH,
-        framework="torch",
-        copy=False,  # the caller's arrays: no copy per call
-    )
+    return channels_first_op(w, b, stride_t, dilation_t, rule, int(groups), "torch")
 
 
 def check_input(conv: TransposedConv, shape: Sequence[int]) -> tuple[int, ...]:
