@@ -279,9 +279,9 @@ def _row_chunks(
         return
     rows = -(-x.shape[1] // chunks)
     block = max(1, min(block, _CHUNK // max(1, per_row * rows)))
+    axis = geometry.axes[0]
     for a in range(0, x.shape[1], rows):
         b = min(x.shape[1], a + rows)
-        axis = geometry.axes[0]
         start = axis.crop_start - a * axis.stride  # the same output: the crops shift
         end = (b - a - 1) * axis.stride + axis.span - start - axis.out
         yield x[:, a:b], _first_axis(geometry, Axis(b - a, *_kernel_of(axis), start, end)), block

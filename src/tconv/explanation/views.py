@@ -40,24 +40,26 @@ MATRIX_LIMIT = 1 << 22
 class _Prepared:
     x: np.ndarray  # canonical input in the compute dtype
     kernel: np.ndarray  # canonical kernel in the compute dtype
+    bias: np.ndarray | None  # as the layer computes with it
     geometry: Geometry
-    dtype: np.dtype
+    dtype: np.dtype  # the arithmetic's dtype
+    out_dtype: np.dtype  # the forward's result dtype
 
 
 def _prepare(layer: TransposedConv, x: np.ndarray) -> _Prepared:
-    x, kernel, _ = layer.computing(x)
+    x, kernel, bias = layer.computing(x)
     geometry = layer.geometry(layer.spatial_shape(x.shape))
     dtype = ops.compute_dtype(x.dtype)
-    return _Prepared(layer.to_canonical(x).astype(dtype), kernel.astype(dtype), geometry, dtype)
+    xc, kc = layer.to_canonical(x).astype(dtype), kernel.astype(dtype)
+    return _Prepared(xc, kc, bias, geometry, dtype, x.dtype)
 
 
-def _finish(layer: TransposedConv, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+def _finish(layer: TransposedConv, y: np.ndarray, p: _Prepared) -> np.ndarray:
     """Bias, activation, the input's dtype and the layer's layout, as the forward does."""
-    x, _, bias = layer.computing(x)
-    if bias is not None:
-        y = y + bias.astype(y.dtype)
+    if p.bias is not None:
+        y = y + p.bias.astype(y.dtype)
     y = layer.activate(y)
-    return np.ascontiguousarray(y.astype(x.dtype, copy=False))
+    return np.ascontiguousarray(y.astype(p.out_dtype, copy=False))
 
 
 def _mix(rows: np.ndarray, kernel: np.ndarray, groups: int) -> np.ndarray:
@@ -118,7 +120,7 @@ def scatter(layer: TransposedConv, x: np.ndarray) -> ScatterView:
     y = window(full, [a.crop_start for a in g.axes], g.out_shape)
     crops = tuple((a.crop_start, a.crop_end) for a in g.axes)
     return ScatterView(
-        np.ascontiguousarray(layer.from_canonical(full)), crops, _finish(layer, y, x)
+        np.ascontiguousarray(layer.from_canonical(full)), crops, _finish(layer, y, p)
     )
 
 
@@ -159,7 +161,7 @@ def gather(layer: TransposedConv, x: np.ndarray) -> np.ndarray:
         y[..., grp * cout : (grp + 1) * cout] = np.tensordot(
             c, w, axes=([*range(1 + r, 2 + 2 * r)], kaxes)
         )
-    return _finish(layer, y, x)
+    return _finish(layer, y, p)
 
 
 def _correlate(
@@ -212,7 +214,7 @@ def zero_insertion(layer: TransposedConv, x: np.ndarray) -> ZeroInsertionView:
     conv_kernel = np.ascontiguousarray(np.swapaxes(flipped, -1, -2))
     y = _correlate(padded, conv_kernel, [a.dilation for a in g.axes], g.out_shape, g.groups)
     return ZeroInsertionView(
-        np.ascontiguousarray(layer.from_canonical(padded)), pads, conv_kernel, _finish(layer, y, x)
+        np.ascontiguousarray(layer.from_canonical(padded)), pads, conv_kernel, _finish(layer, y, p)
     )
 
 
@@ -261,7 +263,7 @@ def matrix(layer: TransposedConv, x: np.ndarray, limit: int = MATRIX_LIMIT) -> M
                 p.kernel[ix(*j, slice(grp * cout, (grp + 1) * cout))]
             )
     y = (p.x.reshape(p.x.shape[0], -1) @ ct.T).reshape(p.x.shape[0], *g.out_shape, g.out_channels)
-    return MatrixView(shape, blocks, description, ct, _finish(layer, y, x))
+    return MatrixView(shape, blocks, description, ct, _finish(layer, y, p))
 
 
 def single_channel(layer: TransposedConv, f: int, c: int) -> TransposedConv:
@@ -399,7 +401,7 @@ def phases(layer: TransposedConv, x: np.ndarray) -> PhaseView:
                 )
         dst = tuple(slice(r, None, a.stride) for r, a in zip(ph.residue, g.axes, strict=True))
         y[ix(slice(None), *dst)] = part
-    return PhaseView(tuple(table), _finish(layer, y, x))
+    return PhaseView(tuple(table), _finish(layer, y, p))
 
 
 def agreement(layer: TransposedConv, x: np.ndarray) -> dict[str, float]:
