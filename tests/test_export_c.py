@@ -24,7 +24,8 @@ import pytest
 from conftest import REQUIRE_PEERS, assert_close, peer
 
 from tconv import activations, cexport
-from tconv.cexport import emit, project
+from tconv.cexport import project
+from tconv.kernels import build, emit
 from tconv.layer import KERAS, TORCH, TransposedConv
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
@@ -271,7 +272,7 @@ def test_openmp_parts_of_phases(kernel, strides, crops, spatial, groups, tmp_pat
     once, threaded or not; outputs are 64-byte aligned (threads share no cache line there)."""
     layer = make_layer(kernel, 4, 6, strides=strides, crops=crops, groups=groups, seed=5)
     shape = item_shape(layer, spatial)
-    spec = cexport.spec.Spec.from_layer(layer, shape, "parts")
+    spec = cexport.spec.from_layer(layer, shape, "parts")
     assert (
         int(re.search(r"#define PARTS\s+(\d+)", emit.library_source(spec, "fast", "file"))[1]) > 1
     )
@@ -287,7 +288,7 @@ def test_openmp_parts_of_phases(kernel, strides, crops, spatial, groups, tmp_pat
 
 def test_aligned_empty() -> None:
     for shape in [(0,), (3, 5), (1, 7, 9, 2)]:
-        a = cexport.build.aligned_empty(shape)
+        a = build.aligned_empty(shape)
         assert a.shape == shape and a.dtype == np.float32 and a.flags.c_contiguous
         assert a.flags.writeable and (a.size == 0 or a.ctypes.data % 64 == 0)
 
@@ -379,7 +380,7 @@ def test_hex_literals_keep_every_bit(tmp_path: Path) -> None:
     text = (tmp_path / "hx_weights.c").read_text()
     body = text[text.index("= {") + 3 : text.rindex("}")]
     values = [float.fromhex(v.strip().rstrip("f")) for v in body.split(",") if v.strip()]
-    blob = emit.weight_blob(cexport.project.Spec.from_layer(layer, (4, 2), "hx"), "reference")
+    blob = emit.weight_blob(cexport.spec.from_layer(layer, (4, 2), "hx"), "reference")
     np.testing.assert_array_equal(
         np.array(values, np.float32).view(np.uint32), blob.view(np.uint32)
     )

@@ -16,7 +16,7 @@ from test_export_c import SANITIZE, STRICT, grid_layers, random_layers, tool
 from tconv import cexport, cli
 from tconv.cexport import runtime
 from tconv.cexport.project import expected_output
-from tconv.cexport.spec import Spec
+from tconv.cexport.spec import from_layer
 from tconv.layer import TransposedConv
 
 
@@ -83,7 +83,7 @@ def test_grid_and_sweep_through_ctypes(lib: ctypes.CDLL) -> None:
         x = np.random.default_rng(n).uniform(-1, 1, (2, *shape)).astype(np.float32)
         rc, y = forward(lib, layer, x)
         assert rc == 0, lib.tconv_strerror(rc)
-        terms = Spec.from_layer(layer, shape, "t").max_terms
+        terms = from_layer(layer, shape, "t").max_terms
         assert_close(y, expected_output(layer, x), terms=terms)
         p = params(layer, shape)
         assert lib.tconv_output_count(ctypes.byref(p)) == int(np.prod(y.shape[1:]))

@@ -415,7 +415,7 @@ def native(
     bias: np.ndarray | None = None,
     activation: str | None = None,
 ) -> np.ndarray:
-    """tconv's own fast C (:mod:`tconv.cexport`, style ``"fast"``), called through ctypes.
+    """tconv's own fast C (:mod:`tconv.kernels`, style ``"fast"``), called through ctypes.
 
     The C is compiled once per geometry with the system compiler (``$CC``, ``cc``, ``gcc`` or
     ``clang``; ``-O3 -march=native``, OpenMP on all cores) and cached under :func:`cache_dir`;
@@ -427,7 +427,7 @@ def native(
     _check(x, kernel, geometry, bias)
     if x.dtype != np.float32 or x.size == 0 or 0 in geometry.out_shape:
         return fast(x, kernel, geometry, bias, activation)
-    from .cexport import build_shared, find_compiler
+    from .kernels import Spec, build_spec, find_compiler
 
     try:
         compiler = find_compiler()
@@ -436,20 +436,18 @@ def native(
     key = (geometry, activations.canonical_name(activation), bias is None, compiler)
     entry = _native_cache.get(key)
     if entry is None or not (_same(entry[0], kernel) and _same(entry[1], bias)):
-        from .layer import TransposedConv
-
-        layer = TransposedConv(
-            kernel,
-            bias,
-            [a.stride for a in geometry.axes],
-            [a.dilation for a in geometry.axes],
-            lambda spatial: [(a.crop_start, a.crop_end) for a in geometry.axes],
-            groups=geometry.groups,
-            activation=activation,
+        spec = Spec(
+            "tconv_layer",
+            geometry,
+            np.asarray(kernel, np.float32),
+            None if bias is None else np.asarray(bias, np.float32),
+            activations.canonical_name(activation),
+            channels_first=False,
+            framework="tconv",
+            kernel_layout="keras",
         )
-        item = (*geometry.in_shape, geometry.in_channels)
-        compiled = build_shared(
-            layer, item, cflags=_NATIVE_FLAGS, openmp=True, cc=compiler, cache_dir=cache_dir()
+        compiled = build_spec(
+            spec, cflags=_NATIVE_FLAGS, openmp=True, cc=compiler, cache_dir=cache_dir()
         )
         entry = (_kept(kernel), _kept(bias), compiled)
         _native_cache[key] = entry

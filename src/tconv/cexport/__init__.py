@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from .build import CompiledLayer, build_shared, compile_c, find_compiler, verify
-from .emit import STYLES
+from ..kernels import STYLES, CompiledLayer, compile_c, find_compiler, verify
+from .build import build_shared
 from .project import MAX_INLINE_WEIGHTS, export_c
 from .runtime import write_runtime
 

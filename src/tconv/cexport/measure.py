@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels.build import FAST_FLAGS
 from ..layer import TransposedConv
-from .build import FAST_FLAGS, build_shared
+from .build import build_shared
 from .project import expected_output
 
 PATHS = ("fast", "fast_omp", "reference", "scatter_O2", "sgemm_1thread")

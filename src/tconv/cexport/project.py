@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import ops
+from ..kernels import emit
+from ..kernels.spec import Spec
 from ..layer import TransposedConv
-from . import emit
-from .spec import Spec
+from .spec import from_layer
 
 WEIGHTS_MODES = ("inline", "file")
 MAX_INLINE_WEIGHTS = 1 << 20
@@ -45,81 +45,6 @@ def write_weights_file(path: Path, blob: np.ndarray) -> None:
     with open(path, "wb") as fh:
         fh.write(WEIGHTS_MAGIC + struct.pack("<I", blob.size))
         fh.write(blob.astype("<f4").tobytes())
-
-
-def _header(spec: Spec, weights: str, blob_size: int) -> str:
-    p, u = spec.name, spec.macro
-    dims = []
-    for kind, shape in (("IN", spec.in_item), ("OUT", spec.out_item)):
-        dims.append(f"#define {u}_{kind}_SHAPE {{{', '.join(map(str, shape))}}}")
-        dims += [f"#define {u}_{kind}_DIM{a} {v}" for a, v in enumerate(shape)]
-        dims.append(f"#define {u}_{kind}_COUNT {math.prod(shape)} /* floats per batch item */")
-    layout = "(C, *spatial)" if spec.channels_first else "(*spatial, C)"
-    kernel_count = blob_size - (0 if spec.bias is None else spec.bias.size)
-    run = (
-        f"input is batch x {u}_IN_COUNT floats, output batch x {u}_OUT_COUNT floats, both\n"
-        f" * {layout} per item.  Returns 0, or {u}_ERR_BATCH for batch < 0, {u}_ERR_NULL for a"
-        "\n * NULL pointer."
-    )
-    if weights == "inline":
-        protos = [
-            f"/* Runs the layer on `batch` items with the weights of {p}_weights.c: {run} */",
-            f"int {p}(const float *input, float *output, int batch);",
-            f"/* The same with other weights ({u}_WEIGHT_COUNT floats, laid out as in "
-            f"{p}_weights.c). */",
-        ]
-    else:
-        protos = [
-            f"/* Runs the layer on `batch` items with `weights` ({u}_WEIGHT_COUNT floats, from"
-            f"\n * {p}_load_weights): {run} */",
-        ]
-    protos.append(
-        f"int {p}_with_weights(const float *weights, const float *input, float *output, int batch);"
-    )
-    if weights == "file":
-        protos += [
-            f"/* Reads the weights file ({p}_weights.bin) into `weights` ({u}_WEIGHT_COUNT "
-            f"floats, the\n * caller's memory).  Returns 0 or {u}_ERR_OPEN/READ/FORMAT/SIZE "
-            f"(negative); {p}_strerror\n * explains a code. */",
-            f"int {p}_load_weights(const char *path, float *weights);",
-            f"const char *{p}_strerror(int code);",
-        ]
-    errors = [
-        f"#define {u}_ERR_BATCH (-1)",
-        f"#define {u}_ERR_NULL (-2)",
-    ]
-    if weights == "file":
-        errors += [
-            f"#define {u}_ERR_OPEN (-3)",
-            f"#define {u}_ERR_READ (-4)",
-            f"#define {u}_ERR_FORMAT (-5)",
-            f"#define {u}_ERR_SIZE (-6)",
-        ]
-    newline = "\n"
-    nbias = 0 if spec.bias is None else spec.bias.size
-    return f"""\
-/* {p}: transposed convolution exported by tconv.  See README.md. */
-#ifndef {u}_H
-#define {u}_H
-
-#define {u}_RANK {spec.rank}
-{newline.join(dims)}
-#define {u}_KERNEL_COUNT {kernel_count}
-#define {u}_WEIGHT_COUNT {blob_size} /* kernel data, then {nbias} bias values */
-#define {u}_MACS {spec.geometry.macs(1)} /* multiply-adds per batch item */
-{newline.join(errors)}
-
-#ifdef __cplusplus
-extern "C" {{
-#endif
-
-{newline.join(protos)}
-
-#ifdef __cplusplus
-}}
-#endif
-#endif
-"""
 
 
 def _loader_source(spec: Spec) -> str:
@@ -522,7 +447,7 @@ def project_files(spec: Spec, style: str, weights: str, blob: np.ndarray) -> dic
     """The text files of an export: file name -> contents."""
     p = spec.name
     files: dict[str, str] = {
-        f"{p}.h": _header(spec, weights, blob.size),
+        f"{p}.h": emit.header_source(spec, weights, blob.size),
         f"{p}.c": emit.library_source(spec, style, weights),
         f"test_{p}.c": _harness(spec, weights),
         "Makefile": _makefile(spec),
@@ -583,7 +508,7 @@ def export_c(
         test_input: the test vectors' input instead, ``(N, *input_shape)``.
         force: write into a non-empty folder.
     """
-    spec = Spec.from_layer(layer, input_shape, name)
+    spec = from_layer(layer, input_shape, name)
     emit.check_style(style)
     if weights not in WEIGHTS_MODES:
         raise ValueError(f"weights must be one of {WEIGHTS_MODES}, got weights={weights!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import cactivations
+from ..kernels import cactivations
 from .project import prepare_dir
 
 _HEADER = """\

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels.emit import c_float
 from ..layer import TransposedConv
-from .emit import c_float
 from .project import expected_output, prepare_dir
-from .spec import Spec
+from .spec import from_layer
 
 Case = tuple[str, TransposedConv, np.ndarray]
 """(name, layer, input with the batch axis in the layer's layout)."""
@@ -151,7 +151,7 @@ def write_vectors(
     definitions: list[str] = []
     seen = set()
     for name, layer, x in cases:
-        spec = Spec.from_layer(layer, x.shape[1:], name)  # checks the name is a C identifier
+        spec = from_layer(layer, x.shape[1:], name)  # checks the name is a C identifier
         if name in seen:
             raise ValueError(f"two cases are named {name!r}")
         seen.add(name)

@@ -8,6 +8,7 @@ framework's layout (``layer.kernel_layout``).
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -452,9 +453,9 @@ class Explanation:
         )
 
     def _repr_html_(self) -> str:
-        from .page import render
-
-        return render(self.layer, self.x, self.at)
+        """A notebook shows the explanation's text as an HTML fragment (no script, no styles
+        of its own); the interactive page of the layer is :func:`tconv.explanation.render`."""
+        return f'<pre class="tconv-explanation">{html.escape(self.to_text())}</pre>'
 
 
 def _normalize_at(at: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:

@@ -26,16 +26,13 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from . import activations
-from .checks import is_int
-from .layer import KERAS, CropRule, TransposedConv, frozen, per_axis_rule
-
-if TYPE_CHECKING:
-    import os
+from .. import activations
+from ..checks import is_int
+from ..layer import KERAS, CropRule, TransposedConv, frozen, per_axis_rule
 
 __all__ = [
     "BaseConvTranspose",
@@ -46,7 +43,6 @@ __all__ = [
     "crop_rule",
     "crops",
     "check_output_padding",
-    "load_layers",
     "output_length",
     "standardize_data_format",
     "standardize_output_padding",
@@ -696,14 +692,3 @@ class Conv3DTranspose(BaseConvTranspose):
 LAYER_CLASSES: dict[str, type[BaseConvTranspose]] = {
     cls.__name__: cls for cls in (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose)
 }
-
-
-def load_layers(path: str | os.PathLike[str]) -> dict[str, BaseConvTranspose]:
-    """Every transposed convolution in a Keras model file, ready to run: ``{name: layer}``.
-
-    Reads Keras 3 ``.keras`` archives and legacy HDF5 ``.h5`` models (Keras 3's and tf.keras
-    2.x's) with h5py (the ``models`` extra), without TensorFlow.  See :mod:`tconv.modelfile`.
-    """
-    from .modelfile import load_layers as load
-
-    return load(path)

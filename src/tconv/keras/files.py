@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .keras import LAYER_CLASSES, BaseConvTranspose
+from .layers import LAYER_CLASSES, BaseConvTranspose
 
 __all__ = ["load_layers"]
 

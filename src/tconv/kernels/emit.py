@@ -633,3 +633,80 @@ const float {spec.name}_weights[{spec.macro}_WEIGHT_COUNT] = {{
     {body}
 }};
 """
+
+
+def header_source(spec: Spec, weights: str, blob_size: int) -> str:
+    """``NAME.h``: shape and count macros, error codes and the prototypes of ``weights`` mode
+    (``"inline"`` or ``"file"``) for a weight array of ``blob_size`` floats."""
+    p, u = spec.name, spec.macro
+    dims = []
+    for kind, shape in (("IN", spec.in_item), ("OUT", spec.out_item)):
+        dims.append(f"#define {u}_{kind}_SHAPE {{{', '.join(map(str, shape))}}}")
+        dims += [f"#define {u}_{kind}_DIM{a} {v}" for a, v in enumerate(shape)]
+        dims.append(f"#define {u}_{kind}_COUNT {math.prod(shape)} /* floats per batch item */")
+    layout = "(C, *spatial)" if spec.channels_first else "(*spatial, C)"
+    kernel_count = blob_size - (0 if spec.bias is None else spec.bias.size)
+    run = (
+        f"input is batch x {u}_IN_COUNT floats, output batch x {u}_OUT_COUNT floats, both\n"
+        f" * {layout} per item.  Returns 0, or {u}_ERR_BATCH for batch < 0, {u}_ERR_NULL for a"
+        "\n * NULL pointer."
+    )
+    if weights == "inline":
+        protos = [
+            f"/* Runs the layer on `batch` items with the weights of {p}_weights.c: {run} */",
+            f"int {p}(const float *input, float *output, int batch);",
+            f"/* The same with other weights ({u}_WEIGHT_COUNT floats, laid out as in "
+            f"{p}_weights.c). */",
+        ]
+    else:
+        protos = [
+            f"/* Runs the layer on `batch` items with `weights` ({u}_WEIGHT_COUNT floats, from"
+            f"\n * {p}_load_weights): {run} */",
+        ]
+    protos.append(
+        f"int {p}_with_weights(const float *weights, const float *input, float *output, int batch);"
+    )
+    if weights == "file":
+        protos += [
+            f"/* Reads the weights file ({p}_weights.bin) into `weights` ({u}_WEIGHT_COUNT "
+            f"floats, the\n * caller's memory).  Returns 0 or {u}_ERR_OPEN/READ/FORMAT/SIZE "
+            f"(negative); {p}_strerror\n * explains a code. */",
+            f"int {p}_load_weights(const char *path, float *weights);",
+            f"const char *{p}_strerror(int code);",
+        ]
+    errors = [
+        f"#define {u}_ERR_BATCH (-1)",
+        f"#define {u}_ERR_NULL (-2)",
+    ]
+    if weights == "file":
+        errors += [
+            f"#define {u}_ERR_OPEN (-3)",
+            f"#define {u}_ERR_READ (-4)",
+            f"#define {u}_ERR_FORMAT (-5)",
+            f"#define {u}_ERR_SIZE (-6)",
+        ]
+    newline = "\n"
+    nbias = 0 if spec.bias is None else spec.bias.size
+    return f"""\
+/* {p}: transposed convolution exported by tconv.  See README.md. */
+#ifndef {u}_H
+#define {u}_H
+
+#define {u}_RANK {spec.rank}
+{newline.join(dims)}
+#define {u}_KERNEL_COUNT {kernel_count}
+#define {u}_WEIGHT_COUNT {blob_size} /* kernel data, then {nbias} bias values */
+#define {u}_MACS {spec.geometry.macs(1)} /* multiply-adds per batch item */
+{newline.join(errors)}
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+{newline.join(protos)}
+
+#ifdef __cplusplus
+}}
+#endif
+#endif
+"""
