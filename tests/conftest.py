@@ -15,6 +15,15 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow runs its oneDNN kernels on CPUs with AVX-512 and Eigen's elsewhere, and they differ
+# (oneDNN's Conv2DBackpropInput aborts the whole process on a negative stride, raises
+# AbortedError for `same` with an even kernel and output_padding=0, and accepts a zero kernel
+# size or zero filters that Eigen refuses).  Every comparison with TensorFlow in this suite is
+# with one TensorFlow, the same on every CPU: Eigen's.  TensorFlow reads this when it is first
+# imported, so it is set here, before any test imports it, whatever the environment says.
+# tests/test_tf_cpu_kernels.py runs the oneDNN kernels in child processes to pin down what
+# they do differently (README, "Where frameworks disagree").
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
