@@ -29,15 +29,12 @@ import math
 
 import numpy as np
 
-from . import cactivations
+from . import cactivations, microkernel
+from .microkernel import NR_MAX
 from .spec import Spec
 
 STYLES = ("fast", "reference", "scatter")
 _NAMES = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
-BLOCK = (6, 2, 8)
-"""Register block of the fast style: ``(MR outputs, H vectors, VW lanes)``, NR = H*VW filters.
-
-MR*H accumulators + H weights + 1 broadcast fill the 16 vector registers of AVX2."""
 
 
 def check_style(style: str) -> str:
@@ -66,26 +63,33 @@ def _phase_sizes(stride: int, crop: int, out: int) -> list[int]:
     return [len(range((r - crop) % stride, out, stride)) for r in range(stride)]
 
 
-def block_sizes(spec: Spec) -> tuple[int, int, int]:
-    """``(MR, H, VW)`` for this layer: the register block is MR outputs of one phase times
-    ``NR = H*VW`` filters, computed as H vectors of VW lanes (see :data:`BLOCK`)."""
-    longest = 1  # the most outputs one phase holds
+def _phase_totals(spec: Spec) -> list[int]:
+    """How many outputs each phase holds, over all phases of the (padded) axes."""
+    sizes = [1]
     for _, _, stride, _, crop, out in _pad3(spec):
-        longest *= max(_phase_sizes(stride, crop, out))
-    mr, h, vw = BLOCK
+        sizes = [a * b for a in sizes for b in _phase_sizes(stride, crop, out)]
+    return sizes
+
+
+def block_sizes(spec: Spec) -> tuple[dict[str, int], int]:
+    """``(MR per target, NR)`` for this layer: the register block is MR outputs of one phase
+    times NR filters (:mod:`~tconv.kernels.microkernel`; the C picks its target's MR).
+
+    NR is :data:`~tconv.kernels.microkernel.NR_MAX` (32, a multiple of every vector width), or
+    16 when that pads the filters of a group less, or the next power of two for fewer than 16
+    filters; the packed weights depend on NR only."""
     cout_g = spec.geometry.out_per_group
-    if cout_g < vw:
-        vw, h = 1 << (cout_g - 1).bit_length(), 1
+    if cout_g < 16:
+        nr = 1 << (cout_g - 1).bit_length()
     else:
-        h = min(h, -(-cout_g // vw))
-    return max(1, min(mr, longest)), h, vw
+        nr = min((NR_MAX, NR_MAX // 2), key=lambda n: -(-cout_g // n) * n)
+    return microkernel.block_rows(nr, _phase_totals(spec)), nr
 
 
 def pack_fast(spec: Spec) -> np.ndarray:
     """The fast style's kernel: ``[G][NCOB][K0][K1][K2][CIN_G][NR]``, taps in phase order."""
     g = spec.geometry
-    _, h, vw = block_sizes(spec)
-    nr = h * vw
+    _, nr = block_sizes(spec)
     k = spec.kernel.reshape(
         *([1] * (3 - spec.rank)), *spec.kernel.shape
     )  # (K0, K1, K2, COUT, CIN_G)
@@ -348,14 +352,12 @@ def _fast(spec: Spec) -> tuple[str, str]:
     g = spec.geometry
     p = spec.name
     axes = _pad3(spec)
-    mr, h, vw = block_sizes(spec)
-    nr = h * vw
+    mr, nr = block_sizes(spec)
     in_sp = [a[0] for a in axes]
     out_sp = [a[5] for a in axes]
     xs, xs_ch = spec.data_strides(in_sp, g.in_channels)
     ys, ys_ch = spec.data_strides(out_sp, g.out_channels)
     pairs: list[tuple[str, object]] = [
-        ("MR", mr),
         ("NR", nr),
         ("G", g.groups),
         ("CIN_G", g.in_per_group),
@@ -387,7 +389,7 @@ def _fast(spec: Spec) -> tuple[str, str]:
             _int_array(f"{p}_m{a}", mvals),
         ]
     pairs += [
-        ("PARTS", _parts(spec, mr, -(-g.out_per_group // nr))),
+        ("PARTS", _parts(spec, max(mr.values()), -(-g.out_per_group // nr))),
         ("XS_CH", xs_ch),
         ("YS_CH", ys_ch),
         ("X_ITEM", spec.in_count),
@@ -399,10 +401,13 @@ def _fast(spec: Spec) -> tuple[str, str]:
     bias = "    const float *bias = w + KERNEL_COUNT;\n" if spec.bias is not None else ""
     store = _store(spec, "acc[m][j]")
     t = lambda name, a: f"{p}_{name}{a}"  # noqa: E731
-    kernel = _microkernel(mr, h, vw, " " * 20)
+    block = f"{p}_block"
     code = f"""{defs}
 
 {chr(10).join(tables)}
+/* MR: outputs per register block, for the target this is compiled for */
+{microkernel.rows_source("MR", nr, mr)}
+{microkernel.source(block, mr, nr)}
 /* Stands in for inputs outside the image, so that every register block has MR rows. */
 static const float {zeros}[(CIN_G - 1) * XS_CH + 1];
 
@@ -439,7 +444,7 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
             for (t = b0 * MR; t < total && t < b1 * MR; t += MR) {{
                 /* a register block: the next MR outputs of this phase (across rows) */
                 const int mr = total - t < MR ? total - t : MR;
-                int q0[MR], q1[MR], q2[MR], a, b, c, m, j, k;
+                int q0[MR], q1[MR], q2[MR], a, b, c, m, j;
                 ptrdiff_t yoff[MR];
                 float acc[MR][NR];
                 for (m = 0; m < MR; ++m) {{
@@ -472,7 +477,7 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
                     }}
                     if (live == 0) continue;
                     /* MR outputs x NR filters in registers, one FMA per product */
-{kernel}
+                    {block}(CIN_G, xp, XS_CH, wp, &acc[0][0]);
                 }}
                 for (m = 0; m < mr; ++m) {{
                     float *yo = yn + yoff[m];
@@ -486,7 +491,7 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
     }}
 }}
 """
-    return code, undefs
+    return code, undefs + "\n#undef MR"
 
 
 TASKS = 64
@@ -504,52 +509,6 @@ def _parts(spec: Spec, mr: int, ncob: int) -> int:
     fewest = -(-fewest // mr)
     tasks = spec.geometry.groups * ncob * axes[0][2] * axes[1][2]
     return max(1, min(-(-TASKS // tasks), fewest // 2))
-
-
-def _microkernel(mr: int, h: int, vw: int, ind: str) -> str:
-    """The innermost loops: ``acc[m][n] += sum over k of xp[m][k] * wp[k][n]``, n < NR.
-
-    Two spellings of the same sums, both plain C99, picked by the preprocessor for the
-    compiler's vectorizer.  GCC: the lane loop ``j`` is outermost and the MR*H sums are scalars,
-    so GCC vectorizes ``j`` (outer-loop vectorization) and keeps the sums in registers over the
-    channel loop.  Clang: one scalar per (m, n), which its SLP vectorizer packs into vectors.
-    """
-    nr = h * vw
-    sums = [f"s{m}_{v}" for m in range(mr) for v in range(h)]
-    gcc = [
-        f"for (j = 0; j < {vw}; ++j) {{",
-        f"    float {', '.join(f'{x} = 0.0f' for x in sums)};",
-        "    for (k = 0; k < CIN_G; ++k) {",
-        "        const float *wk = wp + (ptrdiff_t)k * NR + j;",
-        "        const ptrdiff_t kx = (ptrdiff_t)k * XS_CH;",
-    ]
-    gcc += [f"        const float w{v} = wk[{v * vw}];" for v in range(h)]
-    for m in range(mr):  # one broadcast at a time keeps the H weights in registers
-        fmas = " ".join(f"s{m}_{v} += x * w{v};" for v in range(h))
-        gcc.append(f"        {{ const float x = xp[{m}][kx]; {fmas} }}")
-    gcc.append("    }")
-    gcc += [f"    acc[{m}][j + {v * vw}] += s{m}_{v};" for m in range(mr) for v in range(h)]
-    gcc.append("}")
-    scalars = [f"t{m}_{n}" for m in range(mr) for n in range(nr)]
-    clang = [
-        "{",
-        *(
-            f"    float {', '.join(f'{x} = 0.0f' for x in scalars[r : r + 8])};"
-            for r in range(0, len(scalars), 8)
-        ),
-        "    for (k = 0; k < CIN_G; ++k) {",
-        "        const float *wk = wp + (ptrdiff_t)k * NR;",
-        "        const ptrdiff_t kx = (ptrdiff_t)k * XS_CH;",
-    ]
-    for m in range(mr):
-        clang.append(f"        {{ const float x = xp[{m}][kx];")
-        clang += [f"          t{m}_{n} += x * wk[{n}];" for n in range(nr)]
-        clang.append("        }")
-    clang.append("    }")
-    clang += [f"    acc[{m}][{n}] += t{m}_{n};" for m in range(mr) for n in range(nr)]
-    clang.append("}")
-    lines = ["#if defined(__clang__)", *clang, "#else", *gcc, "#endif"]
-    return "\n".join(line if line.startswith("#") else ind + line for line in lines)
 
 
 _GENERATORS = {"reference": _reference, "fast": _fast, "scatter": _scatter}

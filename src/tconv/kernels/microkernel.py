@@ -1,0 +1,308 @@
+"""The register-blocked micro-kernel: one C99 function per block shape ``(MR, NR)``.
+
+The function computes, for ``m < MR`` and ``n < NR``::
+
+    acc[m * NR + n] += sum over k < kc of x[m][k * xs] * w[k * NR + n]
+
+``x`` holds MR row pointers (the rows of a GEMM's left matrix, each read with element stride
+``xs``), ``w`` is ``kc`` rows of NR floats (the packed right matrix) and ``acc`` MR x NR floats,
+row after row.  The fast style of a layer calls it once per (register block, tap); forward
+convolutions and dense layers are the same product and can call it too.
+
+How the block is cut into register tiles depends on the target, and is chosen at compile time by
+the compiler's predefined macros (the first that holds, see :data:`ISAS`):
+
+- ``avx512`` (``__AVX512F__``): 16-lane vectors, 32 registers;
+- ``avx2`` (``__AVX2__`` and ``__FMA__``): 8 lanes, 16 registers;
+- ``neon`` (``__ARM_NEON`` on ``__aarch64__``): 4 lanes, 32 registers;
+- ``portable``: plain C99 loops (what every other compiler, flag set or CPU gets: Cortex-M,
+  ``-O2`` without ``-march``), spelled for GCC's and Clang's vectorizers.
+
+An ISA's branch is emitted only when NR is a multiple of its lanes; the packed weights do not
+depend on the branch (NR is chosen by the layer, :data:`NR_MAX` is a multiple of every width), so
+the same weights serve every build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+NR_MAX = 32
+"""Filters per register block: a multiple of every vector width (16, 8, 4)."""
+
+ROWS: dict[str, tuple[int, ...]] = {
+    "avx512": (12, 8, 10, 14),
+    "avx2": (6,),
+    "neon": (6,),
+    "portable": (6,),
+}
+"""Per target, the outputs per register block (MR) to choose from, preferred first: with NR = 32,
+AVX-512 holds up to 14 x 2 vectors of 16 lanes in its 32 registers, AVX2 6 x 2 of 8 lanes in
+16, NEON 6 x 4 of 4 lanes in 32 (the block is cut into such tiles)."""
+
+
+@dataclass(frozen=True)
+class Isa:
+    """One target of the micro-kernel: its macro test, vector width and intrinsics."""
+
+    name: str
+    condition: str
+    header: str
+    lanes: int
+    registers: int
+    vector: str
+    load: str  # "{p}": a pointer
+    store: str  # "{p}", "{v}"
+    broadcast: str  # "{x}": a float
+    fma: str  # "{a} += {w} * {b}", returns the new {a}
+
+
+ISAS: tuple[Isa, ...] = (
+    Isa(
+        "avx512",
+        "defined(__AVX512F__)",
+        "immintrin.h",
+        16,
+        32,
+        "__m512",
+        "_mm512_loadu_ps({p})",
+        "_mm512_storeu_ps({p}, {v})",
+        "_mm512_set1_ps({x})",
+        "_mm512_fmadd_ps({w}, {b}, {a})",
+    ),
+    Isa(
+        "avx2",
+        "defined(__AVX2__) && defined(__FMA__)",
+        "immintrin.h",
+        8,
+        16,
+        "__m256",
+        "_mm256_loadu_ps({p})",
+        "_mm256_storeu_ps({p}, {v})",
+        "_mm256_set1_ps({x})",
+        "_mm256_fmadd_ps({w}, {b}, {a})",
+    ),
+    Isa(
+        "neon",
+        "defined(__ARM_NEON) && defined(__aarch64__)",
+        "arm_neon.h",
+        4,
+        32,
+        "float32x4_t",
+        "vld1q_f32({p})",
+        "vst1q_f32({p}, {v})",
+        "vdupq_n_f32({x})",
+        "vfmaq_f32({a}, {w}, {b})",
+    ),
+)
+PORTABLE = "portable"
+NAMES = (*(isa.name for isa in ISAS), PORTABLE)
+
+
+def probe_source() -> str:
+    """C whose preprocessed text is ``tconv_isa NAME``: the branch a build takes (for NR a
+    multiple of every width), from the same conditions as the kernels."""
+    lines = []
+    for k, isa in enumerate(ISAS):
+        lines += [f"#{'if' if k == 0 else 'elif'} {isa.condition}", f"tconv_isa {isa.name}"]
+    lines += ["#else", f"tconv_isa {PORTABLE}", "#endif", ""]
+    return "\n".join(lines)
+
+
+def branches(nr: int) -> list[Isa]:
+    """The vector targets whose branch is emitted for blocks of ``nr`` filters."""
+    return [isa for isa in ISAS if nr % isa.lanes == 0]
+
+
+def block_rows(nr: int, phases: Sequence[int]) -> dict[str, int]:
+    """MR per target (its :data:`ROWS` entry that pads ``phases``, the outputs each phase holds,
+    to whole blocks with the fewest rows; never more than the largest phase)."""
+    longest = max(1, *phases)
+    rows = {}
+    for name in [isa.name for isa in branches(nr)] + [PORTABLE]:
+        best = min(ROWS[name], key=lambda m: sum(-(-n // m) * m for n in phases))
+        rows[name] = min(best, longest)
+    return rows
+
+
+def rows_source(macro: str, nr: int, rows: Mapping[str, int]) -> str:
+    """``#define MACRO <MR>`` for the target the compiler builds for (the same tests as
+    :func:`source`)."""
+    lines = []
+    for k, isa in enumerate(branches(nr)):
+        lines += [
+            f"#{'if' if k == 0 else 'elif'} {isa.condition}",
+            f"#define {macro} {rows[isa.name]}",
+        ]
+    if lines:
+        lines += ["#else", f"#define {macro} {rows[PORTABLE]}", "#endif"]
+    else:
+        lines = [f"#define {macro} {rows[PORTABLE]}"]
+    return "\n".join(lines)
+
+
+def _split(count: int, most: int) -> list[tuple[int, int]]:
+    """``(start, size)`` of near-equal parts of ``range(count)``, none larger than ``most``."""
+    parts = -(-count // most)
+    bounds = [count * k // parts for k in range(parts + 1)]
+    return [(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def tiles(isa: Isa, mr: int, nr: int) -> tuple[list[tuple[int, int]], int]:
+    """Row tiles ``(start, rows)`` and vectors per column tile for ``isa``: the tile shape
+    whose accumulators, weight vectors and one broadcast fit the registers, with the most
+    multiply-adds per load."""
+    vectors = nr // isa.lanes
+    best: tuple[float, int, list[tuple[int, int]]] | None = None
+    for cv in range(min(vectors, 4), 0, -1):
+        if vectors % cv:
+            continue
+        rows = _split(mr, max(1, (isa.registers - 1 - cv) // cv))
+        r = rows[0][1]
+        score = r * cv / (r + cv)
+        if best is None or score > best[0]:
+            best = (score, cv, rows)
+    assert best is not None
+    return best[2], best[1]
+
+
+def _vector_branch(isa: Isa, mr: int, nr: int) -> list[str]:
+    rows, cv = tiles(isa, mr, nr)
+    out: list[str] = []
+    for c0 in range(0, nr, cv * isa.lanes):
+        for r0, rt in rows:
+            accs = [[f"a{m}_{v}" for v in range(cv)] for m in range(rt)]
+            out.append(
+                f"{{   /* outputs {r0}..{r0 + rt - 1}, filters {c0}..{c0 + cv * isa.lanes - 1} */"
+            )
+            out.append(f"    const float {', '.join(f'*x{m} = x[{r0 + m}]' for m in range(rt))};")
+            for m in range(rt):
+                inits = ", ".join(
+                    f"{accs[m][v]} = "
+                    + isa.load.format(p=f"acc + {(r0 + m) * nr + c0 + v * isa.lanes}")
+                    for v in range(cv)
+                )
+                out.append(f"    {isa.vector} {inits};")
+            out.append("    int k;")
+            out.append("    for (k = 0; k < kc; ++k) {")
+            out.append(f"        const float *wk = w + (ptrdiff_t)k * {nr} + {c0};")
+            out.append("        const ptrdiff_t kx = (ptrdiff_t)k * xs;")
+            ws = ", ".join(
+                f"w{v} = " + isa.load.format(p=f"wk + {v * isa.lanes}") for v in range(cv)
+            )
+            out.append(f"        const {isa.vector} {ws};")
+            for m in range(rt):
+                fmas = " ".join(
+                    f"{accs[m][v]} = {isa.fma.format(a=accs[m][v], w=f'w{v}', b='b')};"
+                    for v in range(cv)
+                )
+                b = isa.broadcast.format(x=f"x{m}[kx]")
+                out.append(f"        {{ const {isa.vector} b = {b}; {fmas} }}")
+            out.append("    }")
+            for m in range(rt):
+                for v in range(cv):
+                    p = f"acc + {(r0 + m) * nr + c0 + v * isa.lanes}"
+                    out.append(f"    {isa.store.format(p=p, v=accs[m][v])};")
+            out.append("}")
+    return out
+
+
+def _portable_branch(mr: int, nr: int) -> list[str]:
+    """Plain C99, two spellings of the same sums for the compilers' vectorizers, per tile of at
+    most 6 outputs x 16 filters.  GCC: the lane loop ``j`` is outermost and the tile's sums are
+    scalars, so GCC vectorizes ``j`` (outer-loop vectorization) and keeps the sums in
+    registers over the channel loop.  Clang: one scalar per (output, filter), which its SLP
+    vectorizer packs into vectors."""
+    cols = min(nr, 16)
+    vw = min(cols, 8)
+    h = cols // vw
+    gcc: list[str] = []
+    clang: list[str] = []
+    for c0 in range(0, nr, cols):
+        for r0, rt in _split(mr, 6):
+            sums = [f"s{m}_{v}" for m in range(rt) for v in range(h)]
+            gcc += [
+                f"for (j = 0; j < {vw}; ++j) {{",
+                f"    float {', '.join(f'{s} = 0.0f' for s in sums)};",
+                "    for (k = 0; k < kc; ++k) {",
+                f"        const float *wk = w + (ptrdiff_t)k * {nr} + {c0} + j;",
+                "        const ptrdiff_t kx = (ptrdiff_t)k * xs;",
+                *(f"        const float w{v} = wk[{v * vw}];" for v in range(h)),
+            ]
+            for m in range(rt):  # one broadcast at a time keeps the weights in registers
+                fmas = " ".join(f"s{m}_{v} += b * w{v};" for v in range(h))
+                gcc.append(f"        {{ const float b = x[{r0 + m}][kx]; {fmas} }}")
+            gcc.append("    }")
+            gcc += [
+                f"    acc[{(r0 + m) * nr + c0 + v * vw} + j] += s{m}_{v};"
+                for m in range(rt)
+                for v in range(h)
+            ]
+            gcc.append("}")
+            scalars = [f"t{m}_{n}" for m in range(rt) for n in range(cols)]
+            clang += [
+                "{",
+                *(
+                    f"    float {', '.join(f'{s} = 0.0f' for s in scalars[r : r + 8])};"
+                    for r in range(0, len(scalars), 8)
+                ),
+                "    for (k = 0; k < kc; ++k) {",
+                f"        const float *wk = w + (ptrdiff_t)k * {nr} + {c0};",
+                "        const ptrdiff_t kx = (ptrdiff_t)k * xs;",
+            ]
+            for m in range(rt):
+                clang.append(f"        {{ const float b = x[{r0 + m}][kx];")
+                clang += [f"          t{m}_{n} += b * wk[{n}];" for n in range(cols)]
+                clang.append("        }")
+            clang.append("    }")
+            clang += [
+                f"    acc[{(r0 + m) * nr + c0 + n}] += t{m}_{n};"
+                for m in range(rt)
+                for n in range(cols)
+            ]
+            clang.append("}")
+    return [
+        "#if defined(__clang__)",
+        "int k;",
+        *clang,
+        "#else",
+        "int j, k;",
+        *gcc,
+        "#endif",
+    ]
+
+
+def source(name: str, rows: int | Mapping[str, int], nr: int) -> str:
+    """The C of ``static void NAME(int kc, const float *const *x, ptrdiff_t xs, const float *w,
+    float *acc)`` for blocks of ``rows`` x ``nr``: ``rows`` is MR, or MR per target (as
+    :func:`block_rows` gives, with :func:`rows_source` for the matching macro).  File scope: the
+    intrinsics' headers, then the function; needs ``<stddef.h>``."""
+    targets = branches(nr)
+    mrs = rows if isinstance(rows, Mapping) else {t: rows for t in NAMES}
+    if nr < 1 or min(mrs[t] for t in [*(i.name for i in targets), PORTABLE]) < 1:
+        raise ValueError(f"the register block needs rows >= 1 and nr >= 1, got {rows} x {nr}")
+    lines = []
+    for header in dict.fromkeys(isa.header for isa in targets):
+        tests = [f"({isa.condition})" for isa in targets if isa.header == header]
+        lines += [f"#if {' || '.join(tests)}", f"#include <{header}>", "#endif"]
+    lines += [
+        f"/* acc[m*{nr} + n] += sum over k < kc of x[m][k*xs] * w[k*{nr} + n], m < MR, n < {nr}",
+        " * (MR per target), the register-blocked product: tiles per target, see",
+        " * tconv.kernels.microkernel. */",
+        f"static void {name}(int kc, const float *const *x, ptrdiff_t xs, const float *w, "
+        "float *acc)",
+        "{",
+    ]
+    body: list[str] = []
+    for k, isa in enumerate(targets):
+        body.append(f"#{'if' if k == 0 else 'elif'} {isa.condition}")
+        body += _vector_branch(isa, mrs[isa.name], nr)
+    if targets:
+        body.append("#else")
+    body += _portable_branch(mrs[PORTABLE], nr)
+    if targets:
+        body.append("#endif")
+    lines += [line if line.startswith("#") else "    " + line for line in body]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
