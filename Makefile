@@ -20,13 +20,17 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	touch $(STAMP)
 
 # System tools the tests drive: clang with its OpenMP runtime (exported C must build with it),
-# valgrind, and Debian's headless Chromium for the browser test of the HTML page.  Installed
-# once, as root, with apt.
+# valgrind, Debian's headless Chromium for the browser test of the HTML page, and the cross
+# compilers of the portability tests (aarch64 run under qemu-user; arm-none-eabi with newlib for
+# Cortex-M).  Installed once, as root, with apt.
 CLANG_OMP := printf '\#include <omp.h>\nint main(void){return omp_get_max_threads()<1;}\n' | clang -fopenmp -x c - -o /dev/null
 $(SYSDEPS): $(VENV)/bin/python
-	@if command -v valgrind >/dev/null && command -v chromium >/dev/null && $(CLANG_OMP) 2>/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libomp-dev valgrind chromium >/dev/null; \
-	else echo "make: need clang with libomp, valgrind and chromium (run as root or install them)" >&2; exit 1; fi
+	@if command -v valgrind >/dev/null && command -v chromium >/dev/null && $(CLANG_OMP) 2>/dev/null \
+	  && command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null \
+	  && command -v arm-none-eabi-gcc >/dev/null && [ -d /usr/lib/arm-none-eabi/newlib ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libomp-dev valgrind chromium \
+	  gcc-aarch64-linux-gnu qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi >/dev/null; \
+	else echo "make: need clang with libomp, valgrind, chromium, gcc-aarch64-linux-gnu, qemu-user, gcc-arm-none-eabi and libnewlib-arm-none-eabi (run as root or install them)" >&2; exit 1; fi
 	touch $(SYSDEPS)
 
 demo: $(STAMP)

@@ -6,6 +6,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit
+from . import emit, microkernel
 from .spec import Spec
 
 STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic")
@@ -44,6 +45,25 @@ def _first_on_path(cc: str | None, env: str | None, path: str | None) -> str | N
         if shutil.which(candidate.split()[0], path=path):
             return candidate
     return None
+
+
+def target_isa(cflags: Sequence[str] = FAST_FLAGS, cc: str | None = None) -> str:
+    """Which micro-kernel branch C built by ``cc`` with ``cflags`` takes: one of
+    :data:`tconv.kernels.microkernel.NAMES` (``"avx512"``, ``"avx2"``, ``"neon"``,
+    ``"portable"``), read from the compiler's predefined macros with the kernels' own tests.
+
+    Raises ``RuntimeError`` when no compiler is found or it rejects the flags."""
+    return _target_isa(tuple(cflags), find_compiler(cc))
+
+
+@functools.lru_cache(maxsize=32)
+def _target_isa(cflags: tuple[str, ...], compiler: str) -> str:
+    cmd = [*compiler.split(), *cflags, "-E", "-P", "-x", "c", "-"]
+    done = subprocess.run(cmd, input=microkernel.probe_source(), capture_output=True, text=True)
+    found = re.search(r"tconv_isa (\w+)", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"the preprocessor failed: {' '.join(cmd)}\n{done.stderr.strip()}")
+    return found[1]
 
 
 def compile_c(

@@ -1,0 +1,154 @@
+"""The exported C on every target: each branch of the fast style's micro-kernel (AVX-512,
+AVX2 + FMA, portable C99 on x86; NEON on aarch64 under qemu) passes the test vectors of the
+grid, with gcc and clang, under -Werror; and every style compiles warning-free for a Cortex-M4F
+and a Cortex-M7 (arm-none-eabi-gcc).
+
+The exports are compiled as one program per target (see ``build_driver`` in test_export_c):
+each harness checks the C's output against the engine's float64 result for the float32
+weights, so a branch that computes anything else fails here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_export_c import (
+    SANITIZE,
+    STRICT,
+    build_driver,
+    export_all,
+    grid_layers,
+    item_shape,
+    make_layer,
+    run_driver,
+    tool,
+)
+
+from tconv import cexport
+from tconv.kernels import build, emit
+from tconv.layer import TransposedConv
+
+# Wider layers than the grid's: blocks of 32 and 16 filters (every vector branch), groups of 32,
+# channels first, phases of 40 and 63 outputs (MR 8, 12, ...) and a 1D kernel 16, stride 8.
+WIDE: list[tuple[tuple[int, ...], int, int, dict, tuple[int, ...]]] = [
+    ((3, 3), 8, 64, dict(strides=(2, 2), crops=[(1, 0), (1, 0)]), (7, 9)),
+    ((3,), 5, 32, dict(strides=(2,), crops=[(1, 0)]), (40,)),
+    ((3, 3, 3), 4, 48, dict(strides=(2, 2, 2), crops=[(1, 0)] * 3), (3, 3, 2)),
+    ((2, 2), 6, 32, dict(strides=(2, 2), channels_first=True), (4, 5)),
+    ((4, 4), 4, 64, dict(strides=(2, 2), groups=2, crops=[(1, 1), (1, 1)]), (5, 3)),
+    ((16,), 6, 32, dict(strides=(8,), crops=[(4, 4)]), (9,)),
+    ((3, 3), 7, 20, dict(strides=(1, 2), dilation=(2, 1), activation="relu"), (4, 6)),
+]
+
+
+def wide_layers() -> list[tuple[TransposedConv, tuple[int, ...]]]:
+    out = []
+    for n, (kernel, cin, cout, opts, spatial) in enumerate(WIDE):
+        layer = make_layer(kernel, cin, cout, seed=100 + n, **opts)
+        out.append((layer, item_shape(layer, spatial)))
+    return out
+
+
+def test_wide_layers_cover_every_block() -> None:
+    """The layers below reach every vector branch and several block heights."""
+    nrs, mrs = set(), set()
+    for layer, shape in wide_layers():
+        mr, nr = emit.block_sizes(cexport.spec.from_layer(layer, shape, "w"))
+        nrs.add(nr)
+        mrs.add(mr["avx512"] if "avx512" in mr else mr["portable"])
+    assert {16, 32} <= nrs and len(mrs) >= 3, (nrs, mrs)
+
+
+@pytest.fixture(scope="module")
+def fast_exports(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
+    root = tmp_path_factory.mktemp("isa")
+    layers = grid_layers() + wide_layers()
+    return export_all(layers, root, ("fast",), "p", batch=2)
+
+
+@pytest.fixture(scope="module")
+def all_exports(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
+    """Every style, inline weights and a weights file."""
+    root = tmp_path_factory.mktemp("styles")
+    layers = grid_layers()[:12] + wide_layers()
+    exports = export_all(layers, root, emit.STYLES, "s", batch=2)
+    exports += export_all(layers[:3], root / "file", emit.STYLES, "sf", weights="file")
+    return exports
+
+
+def _cpu_has(flag: str) -> bool:
+    info = Path("/proc/cpuinfo")
+    return info.exists() and f" {flag}" in info.read_text()
+
+
+X86 = [
+    ("avx512", ["-O2", "-mavx512f"], "avx512f"),
+    ("avx2", ["-O2", "-mavx2", "-mfma"], "avx2"),
+    ("portable", ["-O2"], ""),
+]
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+@pytest.mark.parametrize(("isa", "flags", "cpu"), X86, ids=[x[0] for x in X86])
+def test_x86_branches_pass_their_vectors(
+    cc: str, isa: str, flags: list[str], cpu: str, fast_exports: list, tmp_path: Path
+) -> None:
+    tool(cc)
+    if not Path("/proc/cpuinfo").exists() or not _cpu_has("sse2"):
+        pytest.skip("an x86-64 host runs these builds")
+    assert build.target_isa(flags, cc) == isa
+    exe = build_driver(fast_exports, tmp_path, cc, [*STRICT, *flags])
+    if cpu and not _cpu_has(cpu):
+        pytest.skip(f"built; this CPU has no {cpu} to run it")
+    run_driver(exe, fast_exports)
+
+
+@pytest.mark.parametrize(("isa", "flags", "cpu"), X86[:2], ids=[x[0] for x in X86[:2]])
+def test_vector_branches_under_sanitizers(
+    isa: str, flags: list[str], cpu: str, fast_exports: list, tmp_path: Path
+) -> None:
+    """AddressSanitizer + UBSan on the intrinsics: no load or store outside the blocks."""
+    tool("gcc")
+    if not _cpu_has(cpu):
+        pytest.skip(f"this CPU has no {cpu}")
+    exe = build_driver(fast_exports, tmp_path, "gcc", [*STRICT, *SANITIZE, *flags[1:]])
+    run_driver(exe, fast_exports)
+
+
+def test_aarch64_neon_under_qemu(all_exports: list, tmp_path: Path) -> None:
+    """Every style cross-compiled for aarch64 (the fast one takes the NEON branch) passes its
+    test vectors under qemu-aarch64."""
+    cc = tool("aarch64-linux-gnu-gcc")
+    qemu = tool("qemu-aarch64")
+    assert build.target_isa(["-O2"], cc) == "neon"
+    exe = build_driver(all_exports, tmp_path, cc, [*STRICT, "-O2"])
+    run_driver(exe, all_exports, [qemu, "-L", "/usr/aarch64-linux-gnu"])
+
+
+CORTEX_M = {
+    "m4f": ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
+    "m7": ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"],
+    "m7-soft": ["-mcpu=cortex-m7", "-mthumb"],
+}
+
+
+@pytest.mark.parametrize("target", sorted(CORTEX_M))
+def test_cortex_m_compiles_warning_free(target: str, all_exports: list, tmp_path: Path) -> None:
+    """The layer and weights files of every style, both weight modes, for a microcontroller:
+    no warning under -std=c99 -Wall -Wextra -Wpedantic -Werror (portable branch)."""
+    cc = tool("arm-none-eabi-gcc")
+    flags = [*CORTEX_M[target], "-O2", *STRICT]
+    assert build.target_isa(flags, cc) == "portable"
+    unit = tmp_path / "all.c"
+    lines = []
+    for folder, name in all_exports:
+        lines += [
+            f'#include "{folder / f"{name}.c"}"',
+            f'#include "{folder / f"{name}_weights.c"}"',
+        ]
+    unit.write_text("\n".join(lines) + "\n")
+    cmd = [cc, *flags, "-c", "-o", str(tmp_path / "all.o"), str(unit)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr[-3000:]
