@@ -327,10 +327,11 @@ def conv_transpose(
     preferred_element_type: Any = None,
     use_consistent_padding: bool = False,
     *,
-    method: str = "fast",
+    method: str = "auto",
 ) -> np.ndarray:
-    """``jax.lax.conv_transpose`` (eager, CPU semantics); ``method`` is ``"fast"``,
-    ``"reference"`` or ``"native"``.  Layouts per ``dimension_numbers`` (see the module).
+    """``jax.lax.conv_transpose`` (eager, CPU semantics); ``method`` is ``"auto"``,
+    ``"fast"``, ``"reference"`` or ``"native"`` (:mod:`tconv.ops`).  Layouts per
+    ``dimension_numbers`` (see the module).
 
     ``precision`` is checked as JAX checks it and has no effect: JAX on CPU computes float32
     convolutions in full precision whatever it asks for (measured: ``"fastest"``,

@@ -286,15 +286,15 @@ class TransposedConv:
         """
         return np.asarray(x), self.kernel, self.bias
 
-    def forward(self, x: np.ndarray, method: str = "fast") -> np.ndarray:
-        """Apply the layer to ``x`` (this layer's layout); ``method`` is ``"fast"``,
-        ``"reference"`` or ``"native"``."""
+    def forward(self, x: np.ndarray, method: str = "auto") -> np.ndarray:
+        """Apply the layer to ``x`` (this layer's layout); ``method`` is ``"auto"``
+        (the default: :func:`tconv.ops.auto`), ``"fast"``, ``"reference"`` or ``"native"``."""
         x, kernel, bias = self.computing(x)
         geometry = self.geometry(self.spatial_shape(x.shape))
         y = ops.run(self.to_canonical(x), kernel, geometry, bias, None, method)
         return np.ascontiguousarray(self.activate(y))
 
-    def __call__(self, x: np.ndarray, method: str = "fast") -> np.ndarray:
+    def __call__(self, x: np.ndarray, method: str = "auto") -> np.ndarray:
         return self.forward(x, method)
 
     def __repr__(self) -> str:

@@ -253,10 +253,10 @@ def op(
 
 
 def conv_transpose(
-    X: Any, W: Any, B: Any = None, *, method: str = "fast", **attributes: Any
+    X: Any, W: Any, B: Any = None, *, method: str = "auto", **attributes: Any
 ) -> np.ndarray:
     """ONNX ConvTranspose as onnxruntime computes it: ``X`` ``(N, C, *spatial)`` ->
-    ``Y`` ``(N, M, *out)``; ``method`` is ``"fast"`` or ``"reference"``.
+    ``Y`` ``(N, M, *out)``; ``method`` as in :mod:`tconv.ops` (default ``"auto"``).
 
     ``attributes`` are the node's, keyword arguments of :func:`op` (``auto_pad``, ``dilations``,
     ``group``, ``kernel_shape``, ``output_padding``, ``output_shape``, ``pads``, ``strides``).

@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -31,7 +32,9 @@ from . import activations
 from .checks import is_frozen
 from .geometry import Axis, Geometry
 
-METHODS = ("fast", "reference", "native")
+METHODS = ("auto", "fast", "reference", "native")
+DEFAULT_METHOD = "auto"
+"""What ``method`` is when left out, here and in every adapter: see :func:`auto`."""
 Index = tuple[int | slice, ...]
 
 
@@ -425,36 +428,210 @@ def native(
     to :func:`fast` for other dtypes, empty data, or when no C compiler is found.
     """
     _check(x, kernel, geometry, bias)
-    if x.dtype != np.float32 or x.size == 0 or 0 in geometry.out_shape:
+    compiler = _native_compiler(x, geometry)
+    if compiler is None:
         return fast(x, kernel, geometry, bias, activation)
-    from .kernels import Spec, build_spec, find_compiler
+    key = _native_key(geometry, activation, bias, compiler)
+    compiled = _loaded(key, kernel, bias)
+    if compiled is None:
+        compiled = _load(key, kernel, geometry, bias, activation, compiler)
+    return compiled(x)
+
+
+def _native_compiler(x: np.ndarray, geometry: Geometry) -> str | None:
+    """The C compiler :func:`native` would use for ``x``, or None when it falls back to
+    :func:`fast` (not float32, empty data, no compiler)."""
+    if x.dtype != np.float32 or x.size == 0 or 0 in geometry.out_shape:
+        return None
+    from .kernels import find_compiler
 
     try:
-        compiler = find_compiler()
+        return find_compiler()
     except RuntimeError:
-        return fast(x, kernel, geometry, bias, activation)
-    key = (geometry, activations.canonical_name(activation), bias is None, compiler)
-    entry = _native_cache.get(key)
-    if entry is None or not (_same(entry[0], kernel) and _same(entry[1], bias)):
-        spec = Spec(
-            "tconv_layer",
-            geometry,
-            np.asarray(kernel, np.float32),
-            None if bias is None else np.asarray(bias, np.float32),
-            activations.canonical_name(activation),
-            channels_first=False,
-            framework="tconv",
-            kernel_layout="keras",
-        )
-        compiled = build_spec(
-            spec, cflags=_NATIVE_FLAGS, openmp=True, cc=compiler, cache_dir=cache_dir()
-        )
-        entry = (_kept(kernel), _kept(bias), compiled)
-        _native_cache[key] = entry
+        return None
+
+
+def _native_key(
+    geometry: Geometry, activation: str | None, bias: np.ndarray | None, compiler: str
+) -> tuple[Any, ...]:
+    return (geometry, activations.canonical_name(activation), bias is None, compiler)
+
+
+def _loaded(key: tuple[Any, ...], kernel: np.ndarray, bias: np.ndarray | None) -> Any:
+    """The loaded library of ``key`` if it was built with these weights, else None."""
+    with _native_lock:
+        entry = _native_cache.get(key)
+        if entry is None or not (_same(entry[0], kernel) and _same(entry[1], bias)):
+            return None
+        _native_cache.move_to_end(key)
+        return entry[2]
+
+
+def _load(
+    key: tuple[Any, ...],
+    kernel: np.ndarray,
+    geometry: Geometry,
+    bias: np.ndarray | None,
+    activation: str | None,
+    compiler: str,
+) -> Any:
+    """Build (or find on disk) and load the library of ``key`` with these weights; keep it."""
+    from .kernels import Spec, build_spec
+
+    spec = Spec(
+        "tconv_layer",
+        geometry,
+        np.asarray(kernel, np.float32),
+        None if bias is None else np.asarray(bias, np.float32),
+        activations.canonical_name(activation),
+        channels_first=False,
+        framework="tconv",
+        kernel_layout="keras",
+    )
+    compiled = build_spec(
+        spec, cflags=_NATIVE_FLAGS, openmp=True, cc=compiler, cache_dir=cache_dir()
+    )
+    with _native_lock:
+        _native_cache[key] = (_kept(kernel), _kept(bias), compiled)
+        _native_built.add(key)
         while len(_native_cache) > 4:
             _native_cache.popitem(last=False)
-    _native_cache.move_to_end(key)
-    return entry[2](x)
+    return compiled
+
+
+_native_lock = threading.Lock()
+_native_built: set[tuple[Any, ...]] = set()
+"""Keys whose library was built (or found on disk) in this process: loading it again is quick."""
+_native_pending: dict[tuple[Any, ...], concurrent.futures.Future[Any]] = {}
+
+AUTO_NATIVE_MACS = 1 << 22
+""":func:`auto` uses the C from this many multiply-adds per call on; smaller layers stay on
+NumPy (a compile, about 0.5 s, would take thousands of their calls to pay back)."""
+
+
+def auto(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    geometry: Geometry,
+    bias: np.ndarray | None = None,
+    activation: str | None = None,
+) -> np.ndarray:
+    """The default method: :func:`native` once its C is ready for this geometry, else
+    :func:`fast`.
+
+    For float32 data of at least :data:`AUTO_NATIVE_MACS` multiply-adds on a machine with a C
+    compiler, the first call of a new geometry starts compiling its C in a background thread
+    (one build at a time; a library already in :func:`cache_dir` is only loaded) and is
+    computed by :func:`fast`, so that it costs no more than the NumPy path; the calls after the
+    build go to the C.  Without a compiler, for other dtypes, small layers, or when the build
+    fails, every call is :func:`fast`.  The two paths agree to float32 rounding, not bit for
+    bit: use ``method="fast"`` or ``"native"`` for one fixed path.  :func:`auto_path` says
+    which path a call takes.
+    """
+    _check(x, kernel, geometry, bias)
+    compiler = _auto_compiler(x, geometry)
+    if compiler is None:
+        return fast(x, kernel, geometry, bias, activation)
+    key = _native_key(geometry, activation, bias, compiler)
+    compiled = _loaded(key, kernel, bias)
+    if compiled is not None:
+        return compiled(x)
+    with _native_lock:
+        known = key in _native_built
+        pending = _native_pending.get(key)  # a build under way, or finished a moment ago
+    if known:  # built before with other weights: repacking them and loading are quick
+        return _load(key, kernel, geometry, bias, activation, compiler)(x)
+    if pending is None and key not in _native_failed:
+        _start_build(key, kernel, geometry, bias, activation, compiler)
+    return fast(x, kernel, geometry, bias, activation)
+
+
+def _auto_compiler(x: np.ndarray, geometry: Geometry) -> str | None:
+    if geometry.macs(x.shape[0]) < AUTO_NATIVE_MACS:
+        return None
+    return _native_compiler(x, geometry)
+
+
+def _start_build(
+    key: tuple[Any, ...],
+    kernel: np.ndarray,
+    geometry: Geometry,
+    bias: np.ndarray | None,
+    activation: str | None,
+    compiler: str,
+) -> None:
+    """Build ``key``'s library in the background (with a copy of mutable weights)."""
+    kept = kernel if _frozen(kernel) else kernel.copy()
+
+    def build() -> None:  # the state is updated before the future is done
+        try:
+            _load(key, kept, geometry, _kept(bias), activation, compiler)
+        except Exception as err:  # stays on NumPy: remember why
+            with _native_lock:
+                _native_failed[key] = str(err).splitlines()[-1] if str(err) else repr(err)
+        finally:
+            with _native_lock:
+                _native_pending.pop(key, None)
+
+    with _native_lock:
+        _native_pending[key] = _builder(os.getpid()).submit(build)
+
+
+_native_failed: dict[tuple[Any, ...], str] = {}
+
+
+def _after_fork() -> None:
+    """In a forked child the parent's build threads do not exist: forget their builds."""
+    global _native_lock
+    _native_lock = threading.Lock()
+    _native_pending.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+@functools.cache
+def _builder(pid: int) -> concurrent.futures.ThreadPoolExecutor:
+    """One background build at a time, per process (``pid``: a forked child has no threads)."""
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tconv-build")
+
+
+def auto_path(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    geometry: Geometry,
+    bias: np.ndarray | None = None,
+    activation: str | None = None,
+    *,
+    wait: bool = False,
+) -> str:
+    """Which path :func:`auto` takes for this call: ``"native"`` or ``"fast (why)"``.
+
+    With ``wait``, a background build of this geometry is waited for first (so the answer is
+    the steady state).  A build that fails is reported here with its error."""
+    _check(x, kernel, geometry, bias)
+    if x.dtype != np.float32:
+        return f"fast (dtype {x.dtype.name}: the C computes float32)"
+    if x.size == 0 or 0 in geometry.out_shape:
+        return "fast (empty data)"
+    if geometry.macs(x.shape[0]) < AUTO_NATIVE_MACS:
+        return f"fast (fewer than {AUTO_NATIVE_MACS} multiply-adds a call)"
+    compiler = _native_compiler(x, geometry)
+    if compiler is None:
+        return "fast (no C compiler)"
+    key = _native_key(geometry, activation, bias, compiler)
+    with _native_lock:
+        pending = _native_pending.get(key)
+    if pending is not None and wait:
+        concurrent.futures.wait([pending])
+    with _native_lock:
+        if key in _native_failed:
+            return f"fast (building the C failed: {_native_failed[key]})"
+        if key in _native_built:
+            return "native"
+        if key in _native_pending:
+            return "fast (the C is being built)"
+    return "fast (the C is built on the first call)"
 
 
 def run(
@@ -463,9 +640,12 @@ def run(
     geometry: Geometry,
     bias: np.ndarray | None = None,
     activation: str | None = None,
-    method: str = "fast",
+    method: str = DEFAULT_METHOD,
 ) -> np.ndarray:
-    """Dispatch to :func:`fast`, :func:`reference` or :func:`native` by ``method``."""
+    """Dispatch to :func:`auto`, :func:`fast`, :func:`reference` or :func:`native` by
+    ``method``."""
+    if method == "auto":
+        return auto(x, kernel, geometry, bias, activation)
     if method == "native":
         return native(x, kernel, geometry, bias, activation)
     if method == "fast":

@@ -294,7 +294,7 @@ def _functional(rank: int, layouts: str) -> Callable[..., np.ndarray]:
         groups: int = 1,
         dilation: IntOrTuple = 1,
         *,
-        method: str = "fast",
+        method: str = "auto",
     ) -> np.ndarray:
         conv = op(weight, bias, stride, padding, output_padding, groups, dilation, rank=rank)
         return _run(conv, input, method)
@@ -303,8 +303,9 @@ def _functional(rank: int, layouts: str) -> Callable[..., np.ndarray]:
     conv_transpose.__doc__ = (
         f"``torch.nn.functional.conv_transpose{rank}d(input, weight, bias=None, stride=1, "
         f"padding=0, output_padding=0, groups=1, dilation=1)``: {layouts}.\n\n"
-        '``weight`` is ``(C_in, C_out // groups, *kernel_size)``; ``method`` is ``"fast"`` or '
-        '``"reference"``.  Unbatched input ``(C_in, *spatial)`` gives an unbatched output.'
+        "``weight`` is ``(C_in, C_out // groups, *kernel_size)``; ``method`` is a method of "
+        ':mod:`tconv.ops` (default ``"auto"``).  Unbatched input ``(C_in, *spatial)`` gives an '
+        "unbatched output."
     )
     return conv_transpose
 
@@ -430,7 +431,7 @@ class _ConvTransposeNd:
         )
 
     def forward(
-        self, input: Any, output_size: Sequence[int] | None = None, *, method: str = "fast"
+        self, input: Any, output_size: Sequence[int] | None = None, *, method: str = "auto"
     ) -> np.ndarray:
         """As ``ConvTranspose*d.forward``: ``(N, C_in, *spatial)`` -> ``(N, C_out, *out)``."""
         if output_size is not None:
@@ -439,7 +440,7 @@ class _ConvTransposeNd:
         return _run(self.op(output_size), input, method)
 
     def __call__(
-        self, input: Any, output_size: Sequence[int] | None = None, *, method: str = "fast"
+        self, input: Any, output_size: Sequence[int] | None = None, *, method: str = "auto"
     ) -> np.ndarray:
         return self.forward(input, output_size, method=method)
 

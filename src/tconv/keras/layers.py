@@ -190,7 +190,7 @@ def conv_transpose(
     data_format: str | None = None,
     dilation_rate: IntOrTuple = 1,
     *,
-    method: str = "fast",
+    method: str = "auto",
 ) -> np.ndarray:
     """``keras.ops.conv_transpose`` in NumPy.
 
@@ -204,7 +204,8 @@ def conv_transpose(
             ``< stride``.
         data_format: ``"channels_last"`` (``None`` means this, Keras' default) or
             ``"channels_first"``.
-        method: ``"fast"`` or ``"reference"`` (see :mod:`tconv.ops`).
+        method: ``"auto"`` (the default), ``"fast"``, ``"reference"`` or ``"native"`` (see
+            :mod:`tconv.ops`).
 
     Returns:
         ``(N, *out, filters)`` or ``(N, filters, *out)``, ``out`` from :func:`output_length`.
@@ -593,7 +594,7 @@ class BaseConvTranspose(TransposedConv):
             bias = None if bias is None else bias.astype(dtype)
         return x, kernel, bias
 
-    def forward(self, x: Any, method: str = "fast") -> np.ndarray:
+    def forward(self, x: Any, method: str = "auto") -> np.ndarray:
         """Apply the layer (building it for ``x``'s shape first if needed), in
         :attr:`compute_dtype`.
 
