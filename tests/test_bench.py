@@ -6,6 +6,7 @@ Never a speed threshold: timings on a shared machine say nothing in a unit test.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -47,7 +48,15 @@ def test_quick_runs_every_path_and_all_agree(tmp_path, capsys, monkeypatch) -> N
                 assert r["max_error"] <= r["error_bound"], r
         c_paths = [r for r in results if r["kind"] == "c"]
         assert {r["status"] for r in c_paths} == {"ok"}, "the C export must build here"
-        assert len(c_paths) == 4
+        avx512 = "avx512f" in data["machine"]["simd"]  # then the AVX2 build runs too
+        assert len(c_paths) == 4 + 2 * avx512
+        for r in c_paths:  # every C path names the instruction set it was built for
+            assert re.search(r" \[(avx512|avx2|neon|portable)\]$", r["path"]), r["path"]
+        if avx512:
+            avx2 = [r for r in results if "[avx2]" in r["path"] or "Haswell]" in r["path"]]
+            assert len(avx2) == 4 and all("BLAS Haswell" in r["note"] for r in avx2), avx2
+        default = next(r for r in results if r["path"].startswith("tconv default"))
+        assert re.match(r"-> (native C \[\w+\]|fast \(.+\)); first call \d+ ms", default["note"])
         memory = case["memory"]  # plus 64 KiB for Python objects, which dominate tiny cases
         assert memory["fast_extra_bytes"] < (
             memory["output_bytes"] + memory["gemm_result_bytes"] + 2**16

@@ -32,6 +32,7 @@ STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
 SANITIZE = ["-O0", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 SANITIZE += ["-fno-omit-frame-pointer"]
 ACTIVATIONS = sorted(activations.ACTIVATIONS)
+THREADED = (*build.FAST_FLAGS, "-DTCONV_PARALLEL_MACS=0")  # small layers on every thread too
 
 
 def tool(name: str) -> str:
@@ -242,7 +243,7 @@ def test_optimised_openmp_build_matches(tmp_path: Path) -> None:
     """-O3 -march=native -fopenmp, two threads: identical to the sequential build."""
     layer, shape = grid_layers()[12]
     seq = cexport.build_shared(layer, shape, cache_dir=tmp_path)
-    par = cexport.build_shared(layer, shape, openmp=True, cache_dir=tmp_path)
+    par = cexport.build_shared(layer, shape, cflags=THREADED, openmp=True, cache_dir=tmp_path)
     assert par.set_threads(2) == 2
     x = np.random.default_rng(0).uniform(-1, 1, (3, *shape)).astype(np.float32)
     np.testing.assert_array_equal(seq(x), par(x))
@@ -254,7 +255,9 @@ def test_optimised_openmp_build_matches(tmp_path: Path) -> None:
         done = subprocess.run(cmd, cwd=tmp_path / "e", capture_output=True, text=True)
         assert done.returncode == 0 and not done.stderr, done.stderr
     # and clang links it with its own OpenMP runtime (libomp): same numbers on 2 threads
-    clang = cexport.build_shared(layer, shape, openmp=True, cc="clang", cache_dir=tmp_path)
+    clang = cexport.build_shared(
+        layer, shape, cflags=THREADED, openmp=True, cc="clang", cache_dir=tmp_path
+    )
     assert clang.set_threads(2) == 2
     assert_close(clang(x), project.expected_output(layer, x), terms=9 * 4)
 
@@ -277,7 +280,7 @@ def test_openmp_parts_of_phases(kernel, strides, crops, spatial, groups, tmp_pat
         int(re.search(r"#define PARTS\s+(\d+)", emit.library_source(spec, "fast", "file"))[1]) > 1
     )
     seq = cexport.build_shared(layer, shape, cache_dir=tmp_path)
-    par = cexport.build_shared(layer, shape, openmp=True, cache_dir=tmp_path)
+    par = cexport.build_shared(layer, shape, cflags=THREADED, openmp=True, cache_dir=tmp_path)
     assert par.set_threads(2) == 2
     x = np.random.default_rng(0).uniform(-1, 1, (2, *shape)).astype(np.float32)
     y = par(x)

@@ -186,6 +186,7 @@ class Path:
     run: Callable[[], Any]
     canonical: Callable[[Any], np.ndarray] | None = None
     threads: str = "all"
+    settle: Callable[[float], str] | None = None  # after the warm-up (its seconds): a note
 
 
 @dataclass
@@ -235,10 +236,40 @@ class CaseReport:
 
 
 def _tconv_paths(layer: TransposedConv, x: np.ndarray, with_reference: bool) -> list[Path]:
-    paths = [Path("tconv fast (NumPy)", "tconv", lambda: layer(x, "fast"))]
+    paths = [
+        Path("tconv fast (NumPy)", "tconv", lambda: layer(x, "fast")),
+        Path(
+            "tconv default (method=auto)", "tconv", lambda: layer(x), settle=_default_note(layer, x)
+        ),
+    ]
     if with_reference:
         paths.append(Path("tconv reference", "tconv", lambda: layer(x, "reference")))
     return paths
+
+
+def _default_note(layer: TransposedConv, x: np.ndarray) -> Callable[[float], str]:
+    """After the default's first call (its seconds): how long it took and, once a background
+    build of the C is done, which path the calls take."""
+
+    def note(first: float) -> str:
+        geometry = layer.geometry(layer.spatial_shape(x.shape))
+        xc = layer.to_canonical(x)
+        path = ops.auto_path(xc, layer.kernel, geometry, layer.bias, wait=True)
+        if path == "native":
+            path = f"native C [{_isa(ops.NATIVE_FLAGS)}]"
+        return f"-> {path}; first call {first * 1e3:.0f} ms"
+
+    return note
+
+
+def _isa(flags: Sequence[str]) -> str:
+    """The micro-kernel branch C built with ``flags`` takes (``?`` when that cannot be told)."""
+    from .kernels.build import target_isa
+
+    try:
+        return target_isa(flags)
+    except RuntimeError:
+        return "?"
 
 
 def _native(layer: TransposedConv, x: np.ndarray) -> Path:
@@ -249,7 +280,11 @@ def _native(layer: TransposedConv, x: np.ndarray) -> Path:
         find_compiler()
     except RuntimeError as err:
         raise Missing(f"falls back to NumPy here: {err}") from err
-    return Path("tconv native (C via ctypes)", "tconv", lambda: layer(x, "native"))
+    return Path(
+        f"tconv native (C via ctypes) [{_isa(ops.NATIVE_FLAGS)}]",
+        "tconv",
+        lambda: layer(x, "native"),
+    )
 
 
 def _bias(layer: TransposedConv) -> np.ndarray:
@@ -391,9 +426,13 @@ C_FAST_FLAGS = ("-O3", "-march=native", "-ffp-contract=fast")
 C_PLAIN_FLAGS = ("-O2",)
 
 
-def _c_paths(layer: TransposedConv, x: np.ndarray) -> list[Path]:
+def _c_paths(
+    layer: TransposedConv, x: np.ndarray, builds: Sequence[tuple[Any, ...]] | None = None
+) -> list[Path]:
     """tconv's exported C: fast at 1 thread and with OpenMP on all cores, the reference style,
-    and the plain scatter loops at ``-O2`` (what a first hand-written port looks like)."""
+    and the plain scatter loops at ``-O2`` (what a first hand-written port looks like); or
+    ``builds``, ``(name, style, flags, openmp, threads)`` each.  Every name ends with the
+    instruction set of its build (``[avx512]``, ``[avx2]``, ``[neon]``, ``[portable]``)."""
     try:
         from .cexport import build_shared, find_compiler
 
@@ -401,7 +440,7 @@ def _c_paths(layer: TransposedConv, x: np.ndarray) -> list[Path]:
     except (ImportError, RuntimeError) as err:
         raise Missing(f"no C export or compiler: {err}") from err
     cores = os.cpu_count() or 1
-    builds = [
+    builds = builds or [
         ("C fast -O3 -march=native", "fast", C_FAST_FLAGS, False, "1"),
         ("C fast -O3 -march=native", "fast", C_FAST_FLAGS, True, str(cores)),
         ("C reference -O3 -march=native", "reference", C_FAST_FLAGS, False, "1"),
@@ -414,6 +453,7 @@ def _c_paths(layer: TransposedConv, x: np.ndarray) -> list[Path]:
         )
         if openmp:
             lib.set_threads(cores)
+        name = f"{name} [{_isa(flags)}]"
         paths.append(Path(name, "c", functools.partial(lib, x), threads=threads))
     return paths
 
@@ -528,15 +568,41 @@ def run_case(
         report.results.append(Result("bound: NumPy matmul", "bound", "missing", note=str(why)))
 
     expected = layer(x, "fast").astype(np.float64)
-    scale = max(1.0, float(np.max(np.abs(expected), initial=0)))
     tolerance = 1e-5 + (case.in_channels * taps + 1) * float(np.finfo(np.float32).eps)
+    failed, measured = measure_paths(
+        paths, expected, tolerance, report.flops, repeats, label, cool_down
+    )
+    report.results = measured + failed + report.results
+    if AVX2_BUILD and "avx512f" in _simd():  # the AVX2 target too, in its own process
+        from . import bench_targets
+
+        report.results += bench_targets.avx2_results(case, repeats, seed, cool_down)
+    return report
+
+
+def measure_paths(
+    paths: Sequence[Path],
+    expected: np.ndarray,
+    tolerance: float,
+    flops: int,
+    repeats: int,
+    label: str = "",
+    cool_down: float = COOL_DOWN,
+) -> tuple[list[Result], list[Result]]:
+    """Check every path against ``expected`` (canonical float64) and time it as
+    :func:`run_case` says (``flops`` per call): ``(paths that failed, the measured ones with
+    their ratios)``."""
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0)))
+    failed: list[Result] = []
     live: list[tuple[Path, Result, float]] = []
     for path in paths:
         result = Result(path.name, path.kind, "ok", threads=path.threads)
         try:
             out, warm_up = _timed(path.run)  # the warm-up call, whose result is checked
+            if path.settle is not None:  # e.g. the default method's background build
+                result.note = path.settle(warm_up)
         except Exception as err:  # a path that fails is reported, not hidden
-            report.results.append(dataclasses.replace(result, status="error", note=repr(err)))
+            failed.append(dataclasses.replace(result, status="error", note=repr(err)))
             continue
         if path.kind != "bound":
             actual = path.canonical(out) if path.canonical else np.asarray(out)
@@ -559,7 +625,7 @@ def run_case(
         quick.append(single < ROUND_SECONDS)
         result.calls = calls[-1]
         if rounds[-1] < repeats:
-            result.note = f"{rounds[-1]} timed round(s)"
+            result.note = "; ".join(filter(None, [result.note, f"{rounds[-1]} timed round(s)"]))
     times: dict[int, list[float]] = {i: [] for i in range(len(live))}
     for r in progress(range(repeats), repeats, label):
         for k in range(len(live)):  # the order rotates every round
@@ -582,10 +648,9 @@ def run_case(
         if result.ms:
             result.spread = 1e3 * (max(times[i]) - min(times[i])) / result.ms
         if result.ms:
-            result.gflops = report.flops / result.ms / 1e6
+            result.gflops = flops / result.ms / 1e6
     _ratios([r for _, r, _ in live])
-    report.results = [r for _, r, _ in live] + report.results
-    return report
+    return failed, [r for _, r, _ in live]
 
 
 def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
@@ -612,8 +677,9 @@ def _ratios(results: list[Result]) -> None:
             r.of_bound_1t = bound_1t / r.ms if bound_1t else None
 
 
-def machine() -> dict[str, Any]:
-    """CPU, cores, BLAS (threadpoolctl) and the environment variables that steer OpenBLAS."""
+@functools.cache
+def _cpu() -> tuple[str, list[str]]:
+    """The CPU's model name and which of AVX2 and AVX-512F it has (``/proc/cpuinfo``)."""
     cpu = platform.processor() or platform.machine()
     flags: list[str] = []
     try:
@@ -626,6 +692,21 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
+    return cpu, flags
+
+
+def _simd() -> list[str]:
+    return _cpu()[1]
+
+
+AVX2_BUILD = True
+"""On an AVX-512 machine, :func:`run_case` also measures the AVX2 build of the fast C against
+OpenBLAS pinned to Haswell, in a child process (:mod:`tconv.bench_targets`)."""
+
+
+def machine() -> dict[str, Any]:
+    """CPU, cores, BLAS (threadpoolctl) and the environment variables that steer OpenBLAS."""
+    cpu, flags = _cpu()
     try:
         from threadpoolctl import threadpool_info
 

@@ -387,7 +387,8 @@ def cache_dir() -> str:
     return path
 
 
-_NATIVE_FLAGS = ("-O3", "-march=native", "-ffp-contract=fast")
+NATIVE_FLAGS = ("-O3", "-march=native", "-ffp-contract=fast")
+"""How :func:`native` compiles (plus ``-fopenmp``): for the CPU it runs on."""
 _native_cache: OrderedDict[tuple[Any, ...], tuple[np.ndarray | None, np.ndarray | None, Any]] = (
     OrderedDict()
 )
@@ -489,7 +490,7 @@ def _load(
         kernel_layout="keras",
     )
     compiled = build_spec(
-        spec, cflags=_NATIVE_FLAGS, openmp=True, cc=compiler, cache_dir=cache_dir()
+        spec, cflags=NATIVE_FLAGS, openmp=True, cc=compiler, cache_dir=cache_dir()
     )
     with _native_lock:
         _native_cache[key] = (_kept(kernel), _kept(bias), compiled)

@@ -14,8 +14,9 @@
   phase order][in_channels][NR]``), then bias and activation are applied at the store.  Work is
   split into (group, channel block, phase of the outer axes, part of the phase's register
   blocks, item) tasks, which write disjoint outputs: ``#pragma omp parallel for`` over them
-  under ``-fopenmp``, sequential without.  The item varies fastest, so that the weights of a
-  channel block and phase are read once from memory for the whole batch.
+  under ``-fopenmp`` (from :data:`PARALLEL_MACS` multiply-adds a call on), sequential
+  without.  The item varies fastest, so that the weights of a channel block and phase are read
+  once from memory for the whole batch.
 - ``scatter``: the plain port most people write first (zero the output, scatter every input
   times every tap, then bias and activation); the baseline of the benchmark.
 
@@ -395,6 +396,7 @@ def _fast(spec: Spec) -> tuple[str, str]:
         ("X_ITEM", spec.in_count),
         ("Y_ITEM", spec.out_count),
         ("WBLOCK", math.prod(a[1] for a in axes) * g.in_per_group * nr),
+        ("ITEM_MACS", f"{g.macs(1)}L"),
     ]
     defs, undefs = _defines(pairs)
     zeros = f"{p}_zeros"
@@ -405,6 +407,12 @@ def _fast(spec: Spec) -> tuple[str, str]:
     code = f"""{defs}
 
 {chr(10).join(tables)}
+/* Calls of fewer multiply-adds stay on one thread under OpenMP (-DTCONV_PARALLEL_MACS=N sets it) */
+#ifdef TCONV_PARALLEL_MACS
+#define PARALLEL_MACS ((long)(TCONV_PARALLEL_MACS))
+#else
+#define PARALLEL_MACS {PARALLEL_MACS}L
+#endif
 /* MR: outputs per register block, for the target this is compiled for */
 {microkernel.rows_source("MR", nr, mr)}
 {microkernel.source(block, mr, nr)}
@@ -418,7 +426,7 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
 {bias}    const long tasks = (long)batch * G * NCOB * S0 * S1 * PARTS;
     long task;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((long)batch * ITEM_MACS >= PARALLEL_MACS)
 #endif
     for (task = 0; task < tasks; ++task) {{
         /* the item varies fastest: consecutive tasks read the same packed weights */
@@ -491,8 +499,12 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
     }}
 }}
 """
-    return code, undefs + "\n#undef MR"
+    return code, undefs + "\n#undef MR\n#undef PARALLEL_MACS"
 
+
+PARALLEL_MACS = 1 << 20
+"""Calls of fewer multiply-adds run on the calling thread even under OpenMP: waking the other
+threads costs more (on a busy machine a scheduler time slice, milliseconds)."""
 
 TASKS = 64
 """The fast style cuts one item's work into about this many OpenMP tasks (when its phases have

@@ -1,0 +1,114 @@
+"""``tconv bench`` on an AVX-512 machine: the AVX2 build of the fast C, against OpenBLAS pinned
+to its Haswell (AVX2) kernel, in a child process.
+
+OpenBLAS picks its kernel once, when it is loaded, from ``OPENBLAS_CORETYPE`` or the CPU; so
+the AVX2 bound needs a process of its own.  The child (``python -m tconv.bench_targets``)
+rebuilds the case's layer and input from the same seed, builds the fast C with
+:data:`AVX2_FLAGS` on 1 thread and with OpenMP on all cores, and measures them with the same
+protocol as the parent (:func:`tconv.benchmark.measure_paths`) next to the same-FLOP matmul
+bound on 1 thread and all; its ratios are against that Haswell bound.  The results come back as
+JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import benchmark
+
+AVX2_FLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=fast")
+AVX2_NAME = "C fast -O3 -mavx2 -mfma"
+CHILD_SECONDS = 600
+"""A child that takes longer is stopped and reported as an error."""
+
+
+def avx2_results(
+    case: benchmark.Case, repeats: int, seed: int = 0, cool_down: float = benchmark.COOL_DOWN
+) -> list[benchmark.Result]:
+    """The AVX2 build's results for ``case``, measured in a child with
+    ``OPENBLAS_CORETYPE=Haswell`` (an ``"error"`` result saying why when the child fails)."""
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    env.pop("OPENBLAS_L2_SIZE", None)
+    request = {"case": f"{case.name}={case.spec}", "repeats": repeats, "seed": seed}
+    request["cool_down"] = cool_down
+    cmd = [sys.executable, "-m", "tconv.bench_targets", json.dumps(request)]
+    try:
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=CHILD_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired:
+        why = f"the AVX2 child took more than {CHILD_SECONDS} s"
+        return [benchmark.Result(AVX2_NAME, "c", "error", note=why)]
+    try:
+        rows = json.loads(done.stdout.strip().splitlines()[-1])
+        return [benchmark.Result(**row) for row in rows]
+    except (ValueError, IndexError, TypeError):
+        tail = (done.stderr.strip() or done.stdout.strip())[-500:]
+        why = f"the AVX2 child failed (exit {done.returncode}): {tail}"
+        return [benchmark.Result(AVX2_NAME, "c", "error", note=why)]
+
+
+def _measure(request: dict[str, Any]) -> list[benchmark.Result]:
+    case = benchmark.parse_case(request["case"])
+    rng = np.random.default_rng(request["seed"])
+    layer = case.layer(rng)  # the parent's layer and input: the same draws from the same seed
+    x = case.input(rng)
+    geometry = layer.geometry(case.spatial)
+    cores = os.cpu_count() or 1
+    builds = [
+        (AVX2_NAME, "fast", AVX2_FLAGS, False, "1"),
+        (AVX2_NAME, "fast", AVX2_FLAGS, True, str(cores)),
+    ]
+    failed: list[benchmark.Result] = []
+    try:
+        paths = benchmark._c_paths(layer, x, builds)
+    except benchmark.Missing as why:
+        return [benchmark.Result(AVX2_NAME, "c", "missing", note=str(why))]
+    blas = _blas_kernel()
+    try:
+        for bound in benchmark._bounds(geometry, case.batch, rng):
+            paths.append(dataclasses.replace(bound, name=f"{bound.name} [OpenBLAS {blas}]"))
+    except benchmark.Missing as why:
+        failed.append(benchmark.Result("bound: NumPy matmul", "bound", "missing", note=str(why)))
+    taps = int(np.prod(case.kernel))
+    tolerance = 1e-5 + (case.in_channels * taps + 1) * float(np.finfo(np.float32).eps)
+    expected = layer(x, "fast").astype(np.float64)
+    errors, measured = benchmark.measure_paths(
+        paths,
+        expected,
+        tolerance,
+        2 * geometry.macs(case.batch),
+        request["repeats"],
+        "",
+        request["cool_down"],
+    )
+    for result in measured:
+        result.note = "; ".join(filter(None, [result.note, f"own process, BLAS {blas}"]))
+    return measured + errors + failed
+
+
+def _blas_kernel() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown"
+    kinds = [str(i.get("architecture")) for i in threadpool_info() if i.get("user_api") == "blas"]
+    return ", ".join(kinds) or "none"
+
+
+def main(argv: list[str] | None = None) -> int:
+    request = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    results = _measure(request)
+    print(json.dumps([dataclasses.asdict(r) for r in results]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
