@@ -10,6 +10,7 @@ weights, so a branch that computes anything else fails here.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -152,3 +153,33 @@ def test_cortex_m_compiles_warning_free(target: str, all_exports: list, tmp_path
     cmd = [cc, *flags, "-c", "-o", str(tmp_path / "all.o"), str(unit)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr[-3000:]
+
+
+# Layers shaped like the benchmark's suite (channels and strides; small spatial sizes, so that
+# the block heights match: 64 or more outputs per phase).
+SUITE_LIKE = [
+    ((3, 3), 1024, 512, dict(strides=(2, 2), crops=[(0, 1), (0, 1)]), (8, 8)),
+    ((3, 3), 128, 64, dict(strides=(2, 2), crops=[(0, 1), (0, 1)]), (16, 16)),
+    ((16,), 256, 128, dict(strides=(8,), crops=[(4, 4)]), (256,)),
+    ((3, 3, 3), 64, 32, dict(strides=(2, 2, 2), crops=[(0, 1)] * 3), (8, 8, 8)),
+]
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+@pytest.mark.parametrize("flags", [["-mavx512f"], ["-mavx2", "-mfma"]], ids=["avx512", "avx2"])
+def test_register_blocks_stay_in_registers(cc: str, flags: list[str], tmp_path: Path) -> None:
+    """-O3: the micro-kernel's multiply-adds are vector FMAs on registers, none reading a
+    spilled weight vector back from the stack (GCC 12 did with AVX-512 blocks of 10)."""
+    tool(cc)
+    for n, (kernel, cin, cout, opts, spatial) in enumerate(SUITE_LIKE):
+        layer = make_layer(kernel, cin, cout, seed=n, **opts)
+        spec = cexport.spec.from_layer(layer, item_shape(layer, spatial), f"s{n}")
+        (tmp_path / f"s{n}.h").write_text(emit.header_source(spec, "file", 1))
+        (tmp_path / f"s{n}.c").write_text(emit.library_source(spec, "fast", "file"))
+        cmd = [cc, "-O3", *flags, "-ffp-contract=fast", "-S", "-o", "-", f"s{n}.c"]
+        asm = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+        fmas = re.findall(r"vfmadd\w+ps\s+([^\n]*)", asm)
+        width = "%zmm" if "-mavx512f" in flags else "%ymm"
+        assert sum(width in f for f in fmas) >= 8, f"{cc} {flags}: no {width} FMAs"
+        spilled = [f for f in fmas if "(%rsp)" in f or "(%rbp)" in f]
+        assert not spilled, f"{cc} {flags} layer {n}: FMAs read the stack: {spilled[:4]}"

@@ -64,6 +64,11 @@ def _phase_sizes(stride: int, crop: int, out: int) -> list[int]:
     return [len(range((r - crop) % stride, out, stride)) for r in range(stride)]
 
 
+def _phase_taps(kernel: int, stride: int, dilation: int) -> list[int]:
+    """How many taps each phase ``r`` of an axis has (``j*dilation mod stride == r``)."""
+    return [sum((j * dilation) % stride == r for j in range(kernel)) for r in range(stride)]
+
+
 def _phase_totals(spec: Spec) -> list[int]:
     """How many outputs each phase holds, over all phases of the (padded) axes."""
     sizes = [1]
@@ -84,7 +89,7 @@ def block_sizes(spec: Spec) -> tuple[dict[str, int], int]:
         nr = 1 << (cout_g - 1).bit_length()
     else:
         nr = min((NR_MAX, NR_MAX // 2), key=lambda n: -(-cout_g // n) * n)
-    return microkernel.block_rows(nr, _phase_totals(spec)), nr
+    return microkernel.block_rows(nr, _phase_totals(spec), spec.geometry.in_per_group), nr
 
 
 def pack_fast(spec: Spec) -> np.ndarray:
@@ -397,6 +402,7 @@ def _fast(spec: Spec) -> tuple[str, str]:
         ("Y_ITEM", spec.out_count),
         ("WBLOCK", math.prod(a[1] for a in axes) * g.in_per_group * nr),
         ("ITEM_MACS", f"{g.macs(1)}L"),
+        ("TAPS", math.prod(max(_phase_taps(a[1], a[2], a[3])) for a in axes)),
     ]
     defs, undefs = _defines(pairs)
     zeros = f"{p}_zeros"
@@ -452,7 +458,8 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
             for (t = b0 * MR; t < total && t < b1 * MR; t += MR) {{
                 /* a register block: the next MR outputs of this phase (across rows) */
                 const int mr = total - t < MR ? total - t : MR;
-                int q0[MR], q1[MR], q2[MR], a, b, c, m, j;
+                int q0[MR], q1[MR], q2[MR], a, b, c, m, j, taps = 0;
+                const float *xp[TAPS * MR], *wp[TAPS]; /* the phase's taps that reach the block */
                 ptrdiff_t yoff[MR];
                 float acc[MR][NR];
                 for (m = 0; m < MR; ++m) {{
@@ -469,8 +476,7 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
                 for (a = {t("tap", 0)}[r0]; a < {t("tap", 0)}[r0 + 1]; ++a)
                 for (b = {t("tap", 1)}[r1]; b < {t("tap", 1)}[r1 + 1]; ++b)
                 for (c = {t("tap", 2)}[r2]; c < {t("tap", 2)}[r2 + 1]; ++c) {{
-                    const float *wp = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;
-                    const float *xp[MR];
+                    const float **xt = xp + (ptrdiff_t)taps * MR;
                     int live = 0;
                     for (m = 0; m < MR; ++m) {{
                         /* the input this tap reads for output m: i = q - m_tap per axis */
@@ -478,15 +484,16 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
                         const int i2 = q2[m] - {t("m", 2)}[c];
                         const int inside = m < mr && i0 >= 0 && i0 < IN0 && i1 >= 0
                             && i1 < IN1 && i2 >= 0 && i2 < IN2;
-                        xp[m] = inside ? xg + (ptrdiff_t)i0 * XS0 + (ptrdiff_t)i1 * XS1
+                        xt[m] = inside ? xg + (ptrdiff_t)i0 * XS0 + (ptrdiff_t)i1 * XS1
                                              + (ptrdiff_t)i2 * XS2
                                        : {zeros};
                         live += inside;
                     }}
-                    if (live == 0) continue;
-                    /* MR outputs x NR filters in registers, one FMA per product */
-                    {block}(CIN_G, xp, XS_CH, wp, &acc[0][0]);
+                    if (live == 0) continue; /* this tap reaches none of the block */
+                    wp[taps++] = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;
                 }}
+                /* MR outputs x NR filters in registers over all the taps, one FMA a product */
+                if (taps > 0) {block}(taps, CIN_G, xp, XS_CH, wp, &acc[0][0]);
                 for (m = 0; m < mr; ++m) {{
                     float *yo = yn + yoff[m];
                     for (j = 0; j < nf; ++j) {{

@@ -2,12 +2,14 @@
 
 The function computes, for ``m < MR`` and ``n < NR``::
 
-    acc[m * NR + n] += sum over k < kc of x[m][k * xs] * w[k * NR + n]
+    acc[m * NR + n] += sum over t < taps, k < kc of x[t * MR + m][k * xs] * w[t][k * NR + n]
 
-``x`` holds MR row pointers (the rows of a GEMM's left matrix, each read with element stride
-``xs``), ``w`` is ``kc`` rows of NR floats (the packed right matrix) and ``acc`` MR x NR floats,
-row after row.  The fast style of a layer calls it once per (register block, tap); forward
-convolutions and dense layers are the same product and can call it too.
+For each of ``taps`` products, ``x`` holds MR row pointers (the rows of a GEMM's left matrix,
+each read with element stride ``xs``) and ``w`` one pointer to ``kc`` rows of NR floats (the
+packed right matrix); ``acc`` is MR x NR floats, row after row, loaded into registers once and
+stored once for all the taps.  The fast style of a layer calls it once per register block, with
+the taps of its phase; forward convolutions (taps = kernel positions) and dense layers
+(``taps = 1``) are the same sum and can call it too.
 
 How the block is cut into register tiles depends on the target, and is chosen at compile time by
 the compiler's predefined macros (the first that holds, see :data:`ISAS`):
@@ -32,14 +34,16 @@ NR_MAX = 32
 """Filters per register block: a multiple of every vector width (16, 8, 4)."""
 
 ROWS: dict[str, tuple[int, ...]] = {
-    "avx512": (12, 8, 10, 14),
+    "avx512": (14, 12, 8),
     "avx2": (6,),
     "neon": (6,),
     "portable": (6,),
 }
-"""Per target, the outputs per register block (MR) to choose from, preferred first: with NR = 32,
-AVX-512 holds up to 14 x 2 vectors of 16 lanes in its 32 registers, AVX2 6 x 2 of 8 lanes in
-16, NEON 6 x 4 of 4 lanes in 32 (the block is cut into such tiles)."""
+"""Per target, the outputs per register block (MR) that :func:`block_rows` chooses from: with
+NR = 32, AVX-512 holds up to 14 x 2 vectors of 16 lanes in its 32 registers, AVX2 6 x 2 of 8
+lanes in 16, NEON 6 x 4 of 4 lanes in 32 (the block is cut into such tiles).  Not 10 for
+AVX-512: with it GCC 12 spills the weight vectors of the kernel inlined into the layer's loop
+(``tests/test_portability.py`` checks the assembly of the others)."""
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,21 @@ def branches(nr: int) -> list[Isa]:
     return [isa for isa in ISAS if nr % isa.lanes == 0]
 
 
-def block_rows(nr: int, phases: Sequence[int]) -> dict[str, int]:
-    """MR per target (its :data:`ROWS` entry that pads ``phases``, the outputs each phase holds,
-    to whole blocks with the fewest rows; never more than the largest phase)."""
+def block_rows(nr: int, phases: Sequence[int], kc: int) -> dict[str, int]:
+    """MR per target: of its :data:`ROWS`, the one with the least estimated work for
+    ``phases`` (the outputs each phase holds) and ``kc`` products per output and tap.
+
+    The work of MR is the rows computed (``phases`` padded to whole blocks) times
+    ``1 + 2/MR`` (the weights streamed once per block, the block's set-up); MR rows of inputs
+    must also fit, with the weights streaming past, in a 48 KiB L1 cache (``MR * kc`` floats
+    up to 8192, or MR = 8: with kc = 1024, MR = 12 measured 30 % slower than 8).  Never more
+    than the largest phase."""
     longest = max(1, *phases)
+    cap = max(8, 8192 // max(1, kc))
     rows = {}
     for name in [isa.name for isa in branches(nr)] + [PORTABLE]:
-        best = min(ROWS[name], key=lambda m: sum(-(-n // m) * m for n in phases))
+        fits = [m for m in ROWS[name] if m <= cap] or [min(ROWS[name])]
+        best = min(fits, key=lambda m: sum(-(-n // m) * m for n in phases) * (1 + 2 / m))
         rows[name] = min(best, longest)
     return rows
 
@@ -176,7 +188,6 @@ def _vector_branch(isa: Isa, mr: int, nr: int) -> list[str]:
             out.append(
                 f"{{   /* outputs {r0}..{r0 + rt - 1}, filters {c0}..{c0 + cv * isa.lanes - 1} */"
             )
-            out.append(f"    const float {', '.join(f'*x{m} = x[{r0 + m}]' for m in range(rt))};")
             for m in range(rt):
                 inits = ", ".join(
                     f"{accs[m][v]} = "
@@ -184,9 +195,12 @@ def _vector_branch(isa: Isa, mr: int, nr: int) -> list[str]:
                     for v in range(cv)
                 )
                 out.append(f"    {isa.vector} {inits};")
-            out.append("    int k;")
+            out.append("    int t, k;")
+            out.append("    for (t = 0; t < taps; ++t) {")
+            out.append(f"    const float *const *xt = x + (ptrdiff_t)t * {mr}, *wt = w[t] + {c0};")
+            out.append(f"    const float {', '.join(f'*x{m} = xt[{r0 + m}]' for m in range(rt))};")
             out.append("    for (k = 0; k < kc; ++k) {")
-            out.append(f"        const float *wk = w + (ptrdiff_t)k * {nr} + {c0};")
+            out.append(f"        const float *wk = wt + (ptrdiff_t)k * {nr};")
             out.append("        const ptrdiff_t kx = (ptrdiff_t)k * xs;")
             ws = ", ".join(
                 f"w{v} = " + isa.load.format(p=f"wk + {v * isa.lanes}") for v in range(cv)
@@ -199,6 +213,7 @@ def _vector_branch(isa: Isa, mr: int, nr: int) -> list[str]:
                 )
                 b = isa.broadcast.format(x=f"x{m}[kx]")
                 out.append(f"        {{ const {isa.vector} b = {b}; {fmas} }}")
+            out.append("    }")
             out.append("    }")
             for m in range(rt):
                 for v in range(cv):
@@ -219,21 +234,23 @@ def _portable_branch(mr: int, nr: int) -> list[str]:
     h = cols // vw
     gcc: list[str] = []
     clang: list[str] = []
+    taps = f"for (t = 0; t < taps; ++t) {{ const float *const *xt = x + (ptrdiff_t)t * {mr};"
     for c0 in range(0, nr, cols):
         for r0, rt in _split(mr, 6):
             sums = [f"s{m}_{v}" for m in range(rt) for v in range(h)]
             gcc += [
                 f"for (j = 0; j < {vw}; ++j) {{",
                 f"    float {', '.join(f'{s} = 0.0f' for s in sums)};",
+                f"    {taps}",
                 "    for (k = 0; k < kc; ++k) {",
-                f"        const float *wk = w + (ptrdiff_t)k * {nr} + {c0} + j;",
+                f"        const float *wk = w[t] + (ptrdiff_t)k * {nr} + {c0} + j;",
                 "        const ptrdiff_t kx = (ptrdiff_t)k * xs;",
                 *(f"        const float w{v} = wk[{v * vw}];" for v in range(h)),
             ]
             for m in range(rt):  # one broadcast at a time keeps the weights in registers
                 fmas = " ".join(f"s{m}_{v} += b * w{v};" for v in range(h))
-                gcc.append(f"        {{ const float b = x[{r0 + m}][kx]; {fmas} }}")
-            gcc.append("    }")
+                gcc.append(f"        {{ const float b = xt[{r0 + m}][kx]; {fmas} }}")
+            gcc.append("    } }")
             gcc += [
                 f"    acc[{(r0 + m) * nr + c0 + v * vw} + j] += s{m}_{v};"
                 for m in range(rt)
@@ -247,15 +264,16 @@ def _portable_branch(mr: int, nr: int) -> list[str]:
                     f"    float {', '.join(f'{s} = 0.0f' for s in scalars[r : r + 8])};"
                     for r in range(0, len(scalars), 8)
                 ),
+                f"    {taps}",
                 "    for (k = 0; k < kc; ++k) {",
-                f"        const float *wk = w + (ptrdiff_t)k * {nr} + {c0};",
+                f"        const float *wk = w[t] + (ptrdiff_t)k * {nr} + {c0};",
                 "        const ptrdiff_t kx = (ptrdiff_t)k * xs;",
             ]
             for m in range(rt):
-                clang.append(f"        {{ const float b = x[{r0 + m}][kx];")
+                clang.append(f"        {{ const float b = xt[{r0 + m}][kx];")
                 clang += [f"          t{m}_{n} += b * wk[{n}];" for n in range(cols)]
                 clang.append("        }")
-            clang.append("    }")
+            clang.append("    } }")
             clang += [
                 f"    acc[{(r0 + m) * nr + c0 + n}] += t{m}_{n};"
                 for m in range(rt)
@@ -264,20 +282,20 @@ def _portable_branch(mr: int, nr: int) -> list[str]:
             clang.append("}")
     return [
         "#if defined(__clang__)",
-        "int k;",
+        "int t, k;",
         *clang,
         "#else",
-        "int j, k;",
+        "int j, t, k;",
         *gcc,
         "#endif",
     ]
 
 
 def source(name: str, rows: int | Mapping[str, int], nr: int) -> str:
-    """The C of ``static void NAME(int kc, const float *const *x, ptrdiff_t xs, const float *w,
-    float *acc)`` for blocks of ``rows`` x ``nr``: ``rows`` is MR, or MR per target (as
-    :func:`block_rows` gives, with :func:`rows_source` for the matching macro).  File scope: the
-    intrinsics' headers, then the function; needs ``<stddef.h>``."""
+    """The C of ``static void NAME(int taps, int kc, const float *const *x, ptrdiff_t xs,
+    const float *const *w, float *acc)`` for blocks of ``rows`` x ``nr``: ``rows`` is MR, or MR
+    per target (as :func:`block_rows` gives, with :func:`rows_source` for the matching macro).
+    File scope: the intrinsics' headers, then the function; needs ``<stddef.h>``."""
     targets = branches(nr)
     mrs = rows if isinstance(rows, Mapping) else {t: rows for t in NAMES}
     if nr < 1 or min(mrs[t] for t in [*(i.name for i in targets), PORTABLE]) < 1:
@@ -287,11 +305,11 @@ def source(name: str, rows: int | Mapping[str, int], nr: int) -> str:
         tests = [f"({isa.condition})" for isa in targets if isa.header == header]
         lines += [f"#if {' || '.join(tests)}", f"#include <{header}>", "#endif"]
     lines += [
-        f"/* acc[m*{nr} + n] += sum over k < kc of x[m][k*xs] * w[k*{nr} + n], m < MR, n < {nr}",
-        " * (MR per target), the register-blocked product: tiles per target, see",
-        " * tconv.kernels.microkernel. */",
-        f"static void {name}(int kc, const float *const *x, ptrdiff_t xs, const float *w, "
-        "float *acc)",
+        f"/* acc[m*{nr} + n] += sum over t < taps, k < kc of x[t*MR + m][k*xs] * w[t][k*{nr} + n]",
+        f" * for m < MR, n < {nr} (MR per target): the register-blocked product, tiles per",
+        " * target (see tconv.kernels.microkernel). */",
+        f"static void {name}(int taps, int kc, const float *const *x, ptrdiff_t xs, "
+        "const float *const *w, float *acc)",
         "{",
     ]
     body: list[str] = []
