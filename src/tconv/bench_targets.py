@@ -7,7 +7,7 @@ rebuilds the case's layer and input from the same seed, builds the fast C with
 :data:`AVX2_FLAGS` on 1 thread and with OpenMP on all cores, and measures them with the same
 protocol as the parent (:func:`tconv.benchmark.measure_paths`) next to the same-FLOP matmul
 bound on 1 thread and all; its ratios are against that Haswell bound.  The results come back as
-JSON on stdout.
+JSON on stdout, read by :func:`tconv.benchmark.avx2_results`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from typing import Any
 
@@ -24,35 +23,7 @@ import numpy as np
 from . import benchmark
 
 AVX2_FLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=fast")
-AVX2_NAME = "C fast -O3 -mavx2 -mfma"
-CHILD_SECONDS = 600
-"""A child that takes longer is stopped and reported as an error."""
-
-
-def avx2_results(
-    case: benchmark.Case, repeats: int, seed: int = 0, cool_down: float = benchmark.COOL_DOWN
-) -> list[benchmark.Result]:
-    """The AVX2 build's results for ``case``, measured in a child with
-    ``OPENBLAS_CORETYPE=Haswell`` (an ``"error"`` result saying why when the child fails)."""
-    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
-    env.pop("OPENBLAS_L2_SIZE", None)
-    request = {"case": f"{case.name}={case.spec}", "repeats": repeats, "seed": seed}
-    request["cool_down"] = cool_down
-    cmd = [sys.executable, "-m", "tconv.bench_targets", json.dumps(request)]
-    try:
-        done = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=CHILD_SECONDS, check=False
-        )
-    except subprocess.TimeoutExpired:
-        why = f"the AVX2 child took more than {CHILD_SECONDS} s"
-        return [benchmark.Result(AVX2_NAME, "c", "error", note=why)]
-    try:
-        rows = json.loads(done.stdout.strip().splitlines()[-1])
-        return [benchmark.Result(**row) for row in rows]
-    except (ValueError, IndexError, TypeError):
-        tail = (done.stderr.strip() or done.stdout.strip())[-500:]
-        why = f"the AVX2 child failed (exit {done.returncode}): {tail}"
-        return [benchmark.Result(AVX2_NAME, "c", "error", note=why)]
+AVX2_NAME = benchmark.AVX2_NAME
 
 
 def _measure(request: dict[str, Any]) -> list[benchmark.Result]:
