@@ -504,6 +504,8 @@ _native_lock = threading.Lock()
 _native_built: set[tuple[Any, ...]] = set()
 """Keys whose library was built (or found on disk) in this process: loading it again is quick."""
 _native_pending: dict[tuple[Any, ...], concurrent.futures.Future[Any]] = {}
+_native_seen: set[tuple[Any, ...]] = set()
+"""Keys :func:`auto` was called with (their build starts on the second call)."""
 
 AUTO_NATIVE_MACS = 1 << 22
 """:func:`auto` uses the C from this many multiply-adds per call on; smaller layers stay on
@@ -521,10 +523,11 @@ def auto(
     :func:`fast`.
 
     For float32 data of at least :data:`AUTO_NATIVE_MACS` multiply-adds on a machine with a C
-    compiler, the first call of a new geometry starts compiling its C in a background thread
-    (one build at a time; a library already in :func:`cache_dir` is only loaded) and is
-    computed by :func:`fast`, so that it costs no more than the NumPy path; the calls after the
-    build go to the C.  Without a compiler, for other dtypes, small layers, or when the build
+    compiler, the second call of a new geometry starts compiling its C in a background thread
+    (one build at a time; a library already in :func:`cache_dir` is only loaded; a geometry
+    called once, as by a script that exits, costs no build) and, like the first, is computed
+    by :func:`fast`, so that it costs no more than the NumPy path; the calls after the build go
+    to the C.  Without a compiler, for other dtypes, small layers, or when the build
     fails, every call is :func:`fast`.  The two paths agree to float32 rounding, not bit for
     bit: use ``method="fast"`` or ``"native"`` for one fixed path.  :func:`auto_path` says
     which path a call takes.
@@ -540,9 +543,11 @@ def auto(
     with _native_lock:
         known = key in _native_built
         pending = _native_pending.get(key)  # a build under way, or finished a moment ago
+        again = key in _native_seen  # a geometry called once only is not worth a build
+        _native_seen.add(key)
     if known:  # built before with other weights: repacking them and loading are quick
         return _load(key, kernel, geometry, bias, activation, compiler)(x)
-    if pending is None and key not in _native_failed:
+    if again and pending is None and key not in _native_failed:
         _start_build(key, kernel, geometry, bias, activation, compiler)
     return fast(x, kernel, geometry, bias, activation)
 
@@ -632,7 +637,9 @@ def auto_path(
             return "native"
         if key in _native_pending:
             return "fast (the C is being built)"
-    return "fast (the C is built on the first call)"
+        if key in _native_seen:
+            return "fast (the C is built from the next call on)"
+    return "fast (the C is built from the second call on)"
 
 
 def run(
