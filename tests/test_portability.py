@@ -190,3 +190,36 @@ def test_register_blocks_stay_in_registers(cc: str, flags: list[str], tmp_path: 
         assert sum(width in f for f in fmas) >= 8, f"{cc} {flags}: no {width} FMAs"
         spilled = [f for f in fmas if "(%rsp)" in f or "(%rbp)" in f]
         assert not spilled, f"{cc} {flags} layer {n}: FMAs read the stack: {spilled[:4]}"
+
+
+def test_tasks_shared_by_threads_are_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast style's task entry points: any split of a call's tasks, run by Python threads
+    (CompiledLayer.shared) or in pieces, gives the call's output bit for bit; bad arguments
+    give the error codes."""
+    import ctypes
+
+    import numpy as np
+
+    layer, shape = wide_layers()[0]  # 2 blocks of 32 filters, 4 phases
+    lib = cexport.build_shared(layer, shape, cache_dir=tmp_path)
+    x = np.random.default_rng(1).uniform(-1, 1, (3, *shape)).astype(np.float32)
+    expected = lib(x)
+    count, run = lib._tasks
+    total = count(3)
+    assert total > 8 and count(-1) == 0
+    fp = ctypes.POINTER(ctypes.c_float)
+    out = np.full_like(expected, np.nan)
+    args = (lib._weights.ctypes.data_as(fp), x.ctypes.data_as(fp), out.ctypes.data_as(fp), 3)
+    for a, b in [(5, total + 9), (-4, 2), (2, 5)]:  # out of range is clamped
+        assert run(*args, a, b) == 0
+    np.testing.assert_array_equal(out, expected)
+    assert run(*args[:3], -1, 0, 1) == -1 and run(None, *args[1:], 0, 1) == -2
+    np.testing.assert_array_equal(lib.shared(x, 2), expected)  # small: one plain call
+    monkeypatch.setattr(emit, "PARALLEL_MACS", 0)  # now shared by the threads
+    for threads in (2, 3, 8):
+        got = lib.shared(x, threads, out=np.full_like(expected, np.nan))
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="input shape"):
+        lib.shared(x[:, :1], 2)

@@ -422,7 +422,10 @@ def native(
     """tconv's own fast C (:mod:`tconv.kernels`, style ``"fast"``), called through ctypes.
 
     The C is compiled once per geometry with the system compiler (``$CC``, ``cc``, ``gcc`` or
-    ``clang``; ``-O3 -march=native``, OpenMP on all cores) and cached under :func:`cache_dir`;
+    ``clang``; ``-O3 -march=native``) and cached under :func:`cache_dir`; a call runs on all
+    cores, its tasks shared by Python threads (:meth:`~tconv.kernels.CompiledLayer.shared`:
+    a thread that gets no core in time is not waited for), or with OpenMP for a row-wise
+    activation;
     the last few layers stay loaded (a changed kernel or bias is noticed: they are compared
     with the loaded copy on every call, unless they are a layer's frozen weights, which cannot
     change).  It computes in float32: float32 data only.  Falls back
@@ -436,7 +439,15 @@ def native(
     compiled = _loaded(key, kernel, bias)
     if compiled is None:
         compiled = _load(key, kernel, geometry, bias, activation, compiler)
-    return compiled(x)
+    return compiled.shared(x, _cores())
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _native_compiler(x: np.ndarray, geometry: Geometry) -> str | None:
@@ -539,14 +550,14 @@ def auto(
     key = _native_key(geometry, activation, bias, compiler)
     compiled = _loaded(key, kernel, bias)
     if compiled is not None:
-        return compiled(x)
+        return compiled.shared(x, _cores())
     with _native_lock:
         known = key in _native_built
         pending = _native_pending.get(key)  # a build under way, or finished a moment ago
         again = key in _native_seen  # a geometry called once only is not worth a build
         _native_seen.add(key)
     if known:  # built before with other weights: repacking them and loading are quick
-        return _load(key, kernel, geometry, bias, activation, compiler)(x)
+        return _load(key, kernel, geometry, bias, activation, compiler).shared(x, _cores())
     if again and pending is None and key not in _native_failed:
         _start_build(key, kernel, geometry, bias, activation, compiler)
     return fast(x, kernel, geometry, bias, activation)

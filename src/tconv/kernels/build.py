@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import functools
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import emit, microkernel
+from . import cactivations, emit, microkernel
 from .spec import Spec
 
 STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic")
@@ -144,12 +146,75 @@ class CompiledLayer:
         self._fn = fn
         self._lib.tconv_set_threads.argtypes = [ctypes.c_int]
         self._lib.tconv_set_threads.restype = ctypes.c_int
+        self._tasks = None  # the fast style's task entry points, for calls shared by threads
+        if style == "fast":
+            count = getattr(self._lib, f"{spec.name}_task_count")
+            count.argtypes, count.restype = [ctypes.c_int], ctypes.c_long
+            tasks = getattr(self._lib, f"{spec.name}_tasks_with_weights")
+            tasks.argtypes = [fp, fp, fp, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+            tasks.restype = ctypes.c_int
+            self._tasks = (count, tasks)
 
     def set_threads(self, n: int) -> int:
         """OpenMP threads for the next calls (builds with ``openmp=True``); returns the count."""
         return int(self._lib.tconv_set_threads(int(n)))
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        x, out = self._arrays(x, out)
+        fp = ctypes.POINTER(ctypes.c_float)
+        rc = self._fn(
+            self._weights.ctypes.data_as(fp),
+            x.ctypes.data_as(fp),
+            out.ctypes.data_as(fp),
+            x.shape[0],
+        )
+        if rc != 0:
+            raise RuntimeError(f"{self.spec.name} returned error code {rc}")
+        return out
+
+    def shared(self, x: np.ndarray, threads: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Like calling the layer, with the work shared by the calling thread and up to
+        ``threads - 1`` Python threads, each running parts of the call (the fast style's
+        tasks, in chunks of about ``2**22`` multiply-adds or more) through ctypes, which
+        releases the GIL.  A thread that did not get a core before the work was done is not
+        waited for (an OpenMP call waits for all its threads at the end).  Same result, bit
+        for bit.  A plain call for other styles, row-wise activations, calls of fewer than
+        :data:`~tconv.kernels.emit.PARALLEL_MACS` multiply-adds, or one thread."""
+        macs = self.geometry.macs(np.shape(x)[0]) if np.ndim(x) else 0
+        rowwise = cactivations.is_rowwise(self.spec.activation)
+        if self._tasks is None or rowwise or threads < 2 or macs < emit.PARALLEL_MACS:
+            return self(x, out)
+        x, out = self._arrays(x, out)
+        count, run = self._tasks
+        total = int(count(x.shape[0]))
+        chunks = min(total, max(threads, min(8 * threads, macs >> 22)))
+        bounds = [total * k // chunks for k in range(chunks + 1)]
+        fp = ctypes.POINTER(ctypes.c_float)
+        args = (
+            self._weights.ctypes.data_as(fp),
+            x.ctypes.data_as(fp),
+            out.ctypes.data_as(fp),
+            x.shape[0],
+        )
+        todo = itertools.count()
+        codes: list[int] = []
+
+        def work() -> None:
+            while (i := next(todo)) < chunks:  # next() on a count is atomic under the GIL
+                codes.append(run(*args, bounds[i], bounds[i + 1]))
+
+        pool = _helpers(threads - 1, os.getpid())
+        helpers = [pool.submit(work) for _ in range(threads - 1)]
+        work()
+        for helper in helpers:
+            if not helper.cancel():  # it started: it may hold a chunk
+                helper.result()
+        if any(codes):
+            raise RuntimeError(f"{self.spec.name} returned error codes {sorted(set(codes))}")
+        return out
+
+    def _arrays(self, x: np.ndarray, out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` as C-contiguous float32 of this layer's item shape, and the output array."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape[1:] != self.spec.in_item:
             raise ValueError(
@@ -161,16 +226,14 @@ class CompiledLayer:
             out = aligned_empty(shape)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
-        fp = ctypes.POINTER(ctypes.c_float)
-        rc = self._fn(
-            self._weights.ctypes.data_as(fp),
-            x.ctypes.data_as(fp),
-            out.ctypes.data_as(fp),
-            x.shape[0],
-        )
-        if rc != 0:
-            raise RuntimeError(f"{self.spec.name} returned error code {rc}")
-        return out
+        return x, out
+
+
+@functools.cache
+def _helpers(threads: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The helper threads of :meth:`CompiledLayer.shared`, per process (``pid``: a forked child
+    has none of its parent's threads)."""
+    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="tconv-c")
 
 
 def aligned_empty(shape: Sequence[int], align: int = 64) -> np.ndarray:

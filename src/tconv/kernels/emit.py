@@ -402,6 +402,7 @@ def _fast(spec: Spec) -> tuple[str, str]:
         ("Y_ITEM", spec.out_count),
         ("WBLOCK", math.prod(a[1] for a in axes) * g.in_per_group * nr),
         ("ITEM_MACS", f"{g.macs(1)}L"),
+        ("TASKS_PER_ITEM", f"({g.groups}L * NCOB * S0 * S1 * PARTS)"),
         ("TAPS", math.prod(max(_phase_taps(a[1], a[2], a[3])) for a in axes)),
     ]
     defs, undefs = _defines(pairs)
@@ -427,14 +428,17 @@ static const float {zeros}[(CIN_G - 1) * XS_CH + 1];
 
 /* Stride-phase decomposition: see the README.  Tasks (group, channel block, phase of axis 0,
  * phase of axis 1, part of the phase's register blocks, item) write disjoint outputs. */
-static void {p}_compute(const float *w, const float *x, float *y, int batch)
+static void {p}_run(const float *w, const float *x, float *y, int batch, long first, long last,
+                   int parallel)
 {{
-{bias}    const long tasks = (long)batch * G * NCOB * S0 * S1 * PARTS;
-    long task;
+{bias}    long task;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) if ((long)batch * ITEM_MACS >= PARALLEL_MACS)
+#pragma omp parallel for schedule(dynamic, 1) \
+    if (parallel && (long)batch * ITEM_MACS >= PARALLEL_MACS)
+#else
+    (void)parallel;
 #endif
-    for (task = 0; task < tasks; ++task) {{
+    for (task = first; task < last; ++task) {{
         /* the item varies fastest: consecutive tasks read the same packed weights */
         const int n = (int)(task % batch);
         const long rest = task / batch;
@@ -504,6 +508,35 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
             }}
         }}
     }}
+}}
+"""
+    code += f"""
+static void {p}_compute(const float *w, const float *x, float *y, int batch)
+{{
+    {p}_run(w, x, y, batch, 0, (long)batch * TASKS_PER_ITEM, 1);
+}}
+
+/* The work of a call is {p}_task_count(batch) tasks that write disjoint outputs;
+ * {p}_tasks_with_weights computes tasks first .. last-1 of it on the calling thread (no
+ * OpenMP), so that threads of your own can share a call (tconv's ctypes wrapper does).  All the
+ * tasks of a call give the output of {p}_with_weights, bit for bit, except that a row-wise
+ * activation (softmax, log_softmax) is not applied. */
+long {p}_task_count(int batch);
+long {p}_task_count(int batch)
+{{
+    return batch < 0 ? 0 : (long)batch * TASKS_PER_ITEM;
+}}
+
+int {p}_tasks_with_weights(const float *weights, const float *input, float *output, int batch,
+                           long first, long last);
+int {p}_tasks_with_weights(const float *weights, const float *input, float *output, int batch,
+                           long first, long last)
+{{
+    const long tasks = {p}_task_count(batch);
+    if (batch < 0) return {spec.macro}_ERR_BATCH;
+    if (weights == NULL || input == NULL || output == NULL) return {spec.macro}_ERR_NULL;
+    {p}_run(weights, input, output, batch, first < 0 ? 0 : first, last > tasks ? tasks : last, 0);
+    return 0;
 }}
 """
     return code, undefs + "\n#undef MR\n#undef PARALLEL_MACS"
