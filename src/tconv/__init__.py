@@ -37,6 +37,8 @@ _MODULES = (
     "layouts",
     "onnx",
     "ops",
+    "quant",
+    "tflite",
     "torch",
 )
 
