@@ -160,3 +160,19 @@ def run_ops(
             name = tensors[op.outputs[0]].name
             found[name] = (it.get_tensor(op.inputs[2]), it.get_tensor(op.outputs[0]))
     return found
+
+
+def run_op_on(path: Path, items: np.ndarray) -> np.ndarray:
+    """The first TRANSPOSE_CONV's output, by the reference interpreter, for each item of
+    ``items`` fed as the model's (single) input, which must be the op's own input."""
+    model = read_model(path)
+    op = next(o for o in model.subgraphs[0].operators if o.code == TRANSPOSE_CONV)
+    it = interpreter(path)
+    (d,) = it.get_input_details()
+    assert d["index"] == op.inputs[2], "the op's input is not the model's input"
+    out = []
+    for item in items:
+        it.set_tensor(d["index"], item[None])
+        it.invoke()
+        out.append(it.get_tensor(op.outputs[0])[0])
+    return np.stack(out)
