@@ -10,6 +10,7 @@ sweep of 300 models, int8 and 16x8.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from pathlib import Path
@@ -403,3 +404,39 @@ def test_reader_offsets_are_checked() -> None:
         Table(reader, 100, "Model")
     with pytest.raises(ValueError, match="vtable"):
         Table(reader, 0, "Model")  # soffset 0: the vtable would be the table itself, size 0
+
+
+@pytest.mark.parametrize("kind", ["int8", "16x8"])
+def test_explain_every_element_equals_the_interpreter(kind: str, tmp_path: Path) -> None:
+    import tconv
+
+    rng = np.random.default_rng(21)
+    # kernel 2 < stride 3 on y: rows no tap reaches (bias only); RELU6 clamps.
+    spec = Spec(3, 3, 3, 2, (2, 3), (3, 2), "valid", True, "relu6")
+    path = tmp_path / "m.tflite"
+    convert(keras_model([spec], rng), rng, kind, path)
+    ((x, y),) = run_ops(path, rng).values()
+    (layer,) = load_layers(path).values()
+    assert isinstance(layer, quant.QuantizedTransposeConv)
+    empty = saturated = 0
+    for at in np.ndindex(*y.shape):
+        e = tconv.explain(layer, x, at)
+        assert isinstance(e, tconv.explanation.QuantizedExplanation)
+        assert e.value == y[at]
+        assert len(e.terms) == len(e.tap_sums) * layer.geometry.in_channels
+        assert e.accumulator == sum(t["product"] for t in e.terms)
+        assert e.acc == e.accumulator + e.bias
+        m = e.scale["multiplier"] * 2.0 ** (e.scale["shift"] - 31)
+        assert abs(m - e.scale["effective_scale"]) <= 2**-30 * e.scale["effective_scale"]
+        assert abs(e.real - float(layer.dequantize(y[at]))) == 0
+        empty += not e.tap_sums
+        saturated += e.value != e.with_zero_point
+    assert empty > 0 and saturated > 0
+    text = e.to_text()
+    assert "Requantization" in text and "multiplier" in text and "clamp" in text
+    assert json.loads(e.to_json())["value"] == int(y[at])
+    # A float input is quantized by the layer's input quantization first.
+    x_float = rng.normal(0, 1, x.shape)
+    e = tconv.explain(layer, x_float, (0, 1, 1, 1))
+    assert e.value == layer(layer.quantize(x_float))[0, 1, 1, 1]
+    assert "the float input" in e.to_text()

@@ -361,12 +361,20 @@ class QuantizedTransposeConv:
             return None
         return self.bias * (self.input_scale * self.filter_scale.astype(np.float64))
 
-    def real_output(self, x: np.ndarray) -> np.ndarray:
-        """What the op computes in real numbers on the dequantized input, filter and bias
-        (float64, the fused activation applied, no rounding): the value the quantized output
+    def real_output(self, x: Any) -> np.ndarray:
+        """What the op computes in real numbers (float64, the fused activation applied, no
+        rounding) with the dequantized filter and bias, on ``x``: a quantized input (then
+        dequantized) or a float one (taken as it is).  The value the quantized output
         approximates."""
-        x = self.check_input(x)
-        real_x = (x.astype(np.float64) - self.input_zero_point) * self.input_scale
+        x = np.asarray(x)
+        if x.dtype.kind == "f":
+            if x.ndim != self.geometry.rank + 2 or x.shape[1:] != self.input_shape:
+                self.check_input(x.astype(self.dtype))  # raises with the shape rule
+            real_x = x.astype(np.float64)
+        else:
+            real_x = (
+                self.check_input(x).astype(np.float64) - self.input_zero_point
+            ) * self.input_scale
         kernel = np.moveaxis(self.real_filter(), 0, -2)
         y = ops.fast(real_x, np.ascontiguousarray(kernel), self.geometry, self.real_bias())
         low = {"RELU": 0.0, "RELU6": 0.0, "RELU_N1_TO_1": -1.0}.get(self.activation)
