@@ -287,7 +287,8 @@ def project_files(
     """The files of the integer C project of ``layer``: file name -> text or bytes.
 
     The test vectors hold the three worst cases (all minimum, all maximum, alternating) and
-    ``batch`` random items, or ``test_input`` ``(N, *layer.input_shape)`` in the layer's dtype.
+    ``batch`` random items, or ``test_input`` ``(N, *layer.input_shape)`` in the layer's dtype
+    (a float ``test_input`` is quantized by the layer's input quantization).
     One style (``"fast"``) and inline constants only.
     """
     if style != "fast":
@@ -300,7 +301,7 @@ def project_files(
             raise ValueError(f"batch must be a non-negative int, got batch={batch!r}")
         x = worst_case_inputs(layer, batch, seed)
     else:
-        x = layer.check_input(test_input)
+        x = quantized_input(layer, test_input)
     p = spec.name
     little = "<i2" if spec.sixteen else "i1"
     return {
@@ -314,3 +315,8 @@ def project_files(
         f"{p}_input.bin": np.ascontiguousarray(x, dtype=little).tobytes(),
         f"{p}_expected.bin": np.ascontiguousarray(layer(x), dtype=little).tobytes(),
     }
+
+
+def quantized_input(layer: QuantizedTransposeConv, x: Any) -> np.ndarray:
+    x = np.asarray(x)
+    return layer.check_input(layer.quantize(x) if x.dtype.kind == "f" else x)

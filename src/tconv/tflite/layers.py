@@ -185,7 +185,7 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, Layer]:
 def describe(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """One summary per ``TRANSPOSE_CONV`` of a ``.tflite`` file (for ``tconv inspect``): name,
     kind (float32, int8, 16x8), input and output shapes, filter shape, strides, padding,
-    activation, quantization."""
+    activation, quantization, parameters."""
     model = read_model(path)
     rows = []
     for subgraph in model.subgraphs:
@@ -205,6 +205,7 @@ def describe(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 "padding": padding,
                 "activation": activation,
                 "bias": len(op.inputs) > 3 and op.inputs[3] >= 0,
+                "params": int(layer.kernel.size) + (0 if layer.bias is None else layer.bias.size),
             }
             if isinstance(layer, QuantizedTransposeConv):
                 row["kind"] = "16x8" if layer.sixteen else "int8"
@@ -213,6 +214,7 @@ def describe(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 row["filter_scales"] = "per-channel" if layer.per_channel else "per-tensor"
             else:
                 row["kind"] = "float32"
+                row["filter_scales"] = None
             rows.append(row)
     return rows
 
