@@ -283,7 +283,9 @@ def library_source(spec: QSpec) -> str:
     (ay, ax) = g.axes
     t, acc = spec.ctype, spec.acc_type
     f, c = g.out_channels, g.in_channels
-    product = "(int64_t)(xv * (int32_t)w[f])" if spec.sixteen else "xv * (int32_t)w[f]"
+    # 16x8: |x| * 127 < 2**23, the product fits int32 and the sum needs int64.  int8:
+    # |x - zp| <= 255 and |w| <= 127, so the product fits int16 (narrower vector multiplies).
+    product = "(int64_t)(xv * (int32_t)w[f])" if spec.sixteen else "(int16_t)xv * (int16_t)w[f]"
     zp_in, zp_out, lo, hi = (
         spec.input_zero_point,
         spec.output_zero_point,
@@ -327,7 +329,7 @@ def library_source(spec: QSpec) -> str:
 
 {_requant_source(spec)}
 /* One output pixel: the F accumulators over the taps of its stride phase. */
-static void {p}_pixel(const {t} *x, int oy, int ox, {acc} *acc)
+static void {p}_pixel(const {t} *restrict x, int oy, int ox, {acc} *restrict acc)
 {{
     const int py = oy + {u}_CROP_Y, px = ox + {u}_CROP_X;
     int ky, kx, c, f;
@@ -337,14 +339,14 @@ static void {p}_pixel(const {t} *x, int oy, int ox, {acc} *acc)
         if (iy >= {u}_IH) continue;
         for (kx = px % {u}_SX; kx < {u}_KW && kx <= px; kx += {u}_SX) {{
             const int ix = (px - kx) / {u}_SX;
-            const {t} *xp;
-            const int8_t *wt;
+            const {t} *restrict xp;
+            const int8_t *restrict wt;
             if (ix >= {u}_IW) continue;
             xp = x + ((ptrdiff_t)iy * {u}_IW + ix) * {u}_CIN;
             wt = {p}_kernel + ((ptrdiff_t)ky * {u}_KW + kx) * {u}_CIN * {u}_COUT;
             for (c = 0; c < {u}_CIN; ++c) {{
                 const int32_t xv = (int32_t)xp[c] - {u}_ZP_IN;
-                const int8_t *w = wt + (ptrdiff_t)c * {u}_COUT;
+                const int8_t *restrict w = wt + (ptrdiff_t)c * {u}_COUT;
                 for (f = 0; f < {u}_COUT; ++f) acc[f] += {product};
             }}
         }}
