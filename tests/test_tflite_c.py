@@ -22,6 +22,7 @@ from tflite_models import Spec, convert, keras_model, run_op_on
 import tconv
 from tconv import quant
 from tconv.cexport.quantized import worst_case_inputs
+from tconv.kernels import qemit
 from tconv.tflite import geometry, load_layers
 
 CASES = [
@@ -33,6 +34,10 @@ CASES = [
     ("16x8", Spec(4, 5, 3, 4, (3, 3), (2, 2), "same", True, "relu"), True),
     ("16x8", Spec(3, 4, 5, 6, (5, 2), (2, 3), "valid", True, "relu6"), False),
     ("16x8", Spec(4, 3, 2, 3, (2, 5), (3, 2), "same", False, None), True),
+    # Wide rows: blocks of qemit.PIXELS pixels of one phase, inside and at the edges.
+    ("int8", Spec(2, 13, 4, 3, (3, 3), (1, 1), "same", True, "relu"), True),
+    ("int8", Spec(2, 21, 3, 2, (3, 4), (2, 2), "valid", True, None), True),
+    ("16x8", Spec(2, 11, 3, 3, (2, 3), (1, 2), "same", True, None), True),
 ]
 
 
@@ -61,6 +66,11 @@ def test_integer_c_bit_exact_under_sanitizers(
     tool(cc)
     exe = build_driver(exports, tmp_path, cc, [*STRICT, *SANITIZE])
     run_driver(exe, exports)
+
+
+def test_cases_reach_the_pixel_blocks() -> None:
+    wide = [s for _, s, _ in CASES if s.w >= qemit.PIXELS]  # about w outputs per phase
+    assert len(wide) >= 3
 
 
 def test_exported_files_and_integer_only(exports: list[tuple[Path, str]]) -> None:

@@ -124,8 +124,17 @@ def _rows(values: list[int] | list[str], per_line: int = 16) -> str:
 
 
 def packed_kernel(spec: QSpec) -> np.ndarray:
-    """The kernel as the C reads it: ``[ky][kx][c][f]`` int8, flattened."""
-    return np.ascontiguousarray(np.swapaxes(spec.kernel, -1, -2)).reshape(-1)
+    """The kernel as the C reads it: ``[ky][kx][f][c]`` int8 (the canonical order), flattened."""
+    return np.ascontiguousarray(spec.kernel).reshape(-1)
+
+
+def offset_table(spec: QSpec) -> np.ndarray:
+    """int8 only: ``(128 + zp_in) * sum_c w[ky, kx, f, c]`` per tap and output channel,
+    ``[ky][kx][f]`` flattened.  The C multiplies ``x + 128`` (unsigned, for the compilers'
+    unsigned-by-signed int8 dot products) and subtracts this: ``(x - zp)·w = (x + 128)·w -
+    (128 + zp)·w``.  Each entry is at most ``255 * 127 * C``, inside the accumulator bound."""
+    sums = spec.kernel.astype(np.int64).sum(axis=-1)
+    return ((128 + spec.input_zero_point) * sums).reshape(-1)
 
 
 def requant_tables(spec: QSpec) -> tuple[list[int], list[int]]:
@@ -148,6 +157,10 @@ def header_source(spec: QSpec) -> str:
         dims += [f"#define {u}_{kind}_DIM{a} {v}" for a, v in enumerate(shape)]
         dims.append(f"#define {u}_{kind}_COUNT {math.prod(shape)} /* values per batch item */")
     nl = "\n"
+    taps = g.axes[0].kernel * g.axes[1].kernel * g.out_channels
+    offset_decl = (
+        "" if spec.sixteen else f"\nextern const int32_t {p}_offset[{taps}]; /* [ky][kx][f] */"
+    )
     return f"""\
 /* {p}: quantized transposed convolution ({"16x8" if spec.sixteen else "int8"}) exported by tconv,
  * bit-exact with TFLite's reference TRANSPOSE_CONV.  See README.md. */
@@ -172,7 +185,7 @@ extern "C" {{
 int {p}(const {t} *input, {t} *output, int batch);
 
 /* The constants of {p}_weights.c. */
-extern const int8_t {p}_kernel[{u}_KERNEL_COUNT]; /* [ky][kx][c][f] */
+extern const int8_t {p}_kernel[{u}_KERNEL_COUNT]; /* [ky][kx][f][c] */{offset_decl}
 extern const {spec.acc_type} {p}_bias[{g.out_channels}];
 extern const int32_t {p}_multiplier[{g.out_channels}];
 extern const int32_t {p}_shift[{g.out_channels}];
@@ -195,15 +208,23 @@ def weights_source(spec: QSpec) -> str:
     )
     bias_text = _rows([_c_int(b, spec.sixteen) for b in bias])
     bias_kind = "none: zeros" if spec.bias is None else spec.acc_type
+    offsets = ""
+    if not spec.sixteen:
+        table = offset_table(spec)
+        rows = _rows([int(v) for v in table], 12)
+        offsets = (
+            f"\n/* (128 + zp_in) * sum over c of the kernel, [ky][kx][f] */\n"
+            f"const int32_t {p}_offset[{table.size}] = {{\n    {rows}\n}};"
+        )
     return f"""\
-/* Constants of {p}: the int8 kernel [ky][kx][c][f], the bias ({bias_kind}),
+/* Constants of {p}: the int8 kernel [ky][kx][f][c], the bias ({bias_kind}),
  * and per output channel the {what}, as TFLite derives them from
  * input_scale * filter_scale[f] / output_scale. */
 #include "{p}.h"
 
 const int8_t {p}_kernel[{spec.macro}_KERNEL_COUNT] = {{
     {_rows([int(v) for v in packed_kernel(spec)], 24)}
-}};
+}};{offsets}
 const {spec.acc_type} {p}_bias[{g.out_channels}] = {{
     {bias_text}
 }};
@@ -258,6 +279,8 @@ static int64_t {p}_requantize(int32_t acc, int32_t multiplier, int32_t shift)
 """
 
 
+PIXELS = 8
+"""Output pixels of one stride phase computed together (each weight row read once for them)."""
 _MACROS = [
     "IH",
     "IW",
@@ -275,6 +298,7 @@ _MACROS = [
     "ZP_OUT",
     "ACT_MIN",
     "ACT_MAX",
+    "P",
 ]
 
 
@@ -283,9 +307,28 @@ def library_source(spec: QSpec) -> str:
     (ay, ax) = g.axes
     t, acc = spec.ctype, spec.acc_type
     f, c = g.out_channels, g.in_channels
-    # 16x8: |x| * 127 < 2**23, the product fits int32 and the sum needs int64.  int8:
-    # |x - zp| <= 255 and |w| <= 127, so the product fits int16 (narrower vector multiplies).
-    product = "(int64_t)(xv * (int32_t)w[f])" if spec.sixteen else "(int16_t)xv * (int16_t)w[f]"
+    # int8: (x - zp)·w = (x + 128)·w - (128 + zp)·w, x + 128 as unsigned (x ^ 0x80): an
+    # unsigned-by-signed int8 dot product that compilers map to dot-product instructions
+    # (gcc: vpdpbusd with AVX-VNNI), with {p}_offset holding the second term.  16x8: zp = 0,
+    # |x| * 127 < 2**23 fits int32, the sums int64.
+    if spec.sixteen:
+        term = "(int64_t)((int32_t)xp[{at}] * {w})"
+        minus_off, off_ptr = "", "NULL"
+        void_off = "\n    (void)off; /* 16x8: the zero points are 0, no offset */"
+    else:
+        term = "(int32_t)(uint8_t)((uint8_t)xp[{at}] ^ 0x80u) * {w}"
+        minus_off, off_ptr = " - off[f]", f"{p}_offset + tap * {u}_COUT"
+        void_off = ""
+    term1 = term.format(at="c", w="(int32_t)w[c]")
+    sums = ", ".join(f"s{k} = 0" for k in range(PIXELS))
+    terms = "\n".join(
+        f"            s{k} += {term.format(at=f'{k} * {u}_CIN + c', w='wc')};"
+        for k in range(PIXELS)
+    )
+    stores = "\n".join(
+        f"        acc[{k}][f] += s{k}{minus_off.replace('off[f]', 'off[f]')};"
+        for k in range(PIXELS)
+    )
     zp_in, zp_out, lo, hi = (
         spec.input_zero_point,
         spec.output_zero_point,
@@ -326,51 +369,92 @@ def library_source(spec: QSpec) -> str:
 #define {u}_ZP_OUT {spec.output_zero_point}
 #define {u}_ACT_MIN {spec.act_min}
 #define {u}_ACT_MAX {spec.act_max}
+#define {u}_P {PIXELS}
 
 {_requant_source(spec)}
-/* One output pixel: the F accumulators over the taps of its stride phase. */
-static void {p}_pixel(const {t} *restrict x, int oy, int ox, {acc} *restrict acc)
+/* One tap for one pixel: acc[f] += sum over c of (x[c] - zp_in) * w[f][c]. */
+static void {p}_dot1(const {t} *restrict xp, const int8_t *restrict wt,
+                     const int32_t *restrict off, {acc} *restrict acc)
 {{
-    const int py = oy + {u}_CROP_Y, px = ox + {u}_CROP_X;
-    int ky, kx, c, f;
-    for (f = 0; f < {u}_COUT; ++f) acc[f] = {p}_bias[f];
+    int f, c;{void_off}
+    for (f = 0; f < {u}_COUT; ++f) {{
+        const int8_t *restrict w = wt + (ptrdiff_t)f * {u}_CIN;
+        {acc} s = 0;
+        for (c = 0; c < {u}_CIN; ++c) s += {term1};
+        acc[f] += s{minus_off};
+    }}
+}}
+
+/* One tap for {u}_P pixels whose inputs are consecutive (xp, xp + C, ...): each weight row is
+ * read once for the {u}_P pixels, {u}_P dot products at a time. */
+static void {p}_dotP(const {t} *restrict xp, const int8_t *restrict wt,
+                     const int32_t *restrict off, {acc} (*restrict acc)[{u}_COUT])
+{{
+    int f, c;{void_off}
+    for (f = 0; f < {u}_COUT; ++f) {{
+        const int8_t *restrict w = wt + (ptrdiff_t)f * {u}_CIN;
+        {acc} {sums};
+        for (c = 0; c < {u}_CIN; ++c) {{
+            const int32_t wc = w[c];
+{terms}
+        }}
+{stores}
+    }}
+}}
+
+/* {u}_P (or fewer at the row's end) output pixels of row oy in one stride phase: ox0,
+ * ox0 + SX, ...  They share the taps of their phase, and their inputs for a tap are
+ * consecutive pixels ix0, ix0 + 1, ... */
+static void {p}_block(const {t} *x, int oy, int ox0, int count, {acc} (*acc)[{u}_COUT])
+{{
+    const int py = oy + {u}_CROP_Y, px0 = ox0 + {u}_CROP_X;
+    int ky, kx, k, f;
+    for (k = 0; k < count; ++k)
+        for (f = 0; f < {u}_COUT; ++f) acc[k][f] = {p}_bias[f];
     for (ky = py % {u}_SY; ky < {u}_KH && ky <= py; ky += {u}_SY) {{
         const int iy = (py - ky) / {u}_SY;
         if (iy >= {u}_IH) continue;
-        for (kx = px % {u}_SX; kx < {u}_KW && kx <= px; kx += {u}_SX) {{
-            const int ix = (px - kx) / {u}_SX;
-            const {t} *restrict xp;
-            const int8_t *restrict wt;
-            if (ix >= {u}_IW) continue;
-            xp = x + ((ptrdiff_t)iy * {u}_IW + ix) * {u}_CIN;
-            wt = {p}_kernel + ((ptrdiff_t)ky * {u}_KW + kx) * {u}_CIN * {u}_COUT;
-            for (c = 0; c < {u}_CIN; ++c) {{
-                const int32_t xv = (int32_t)xp[c] - {u}_ZP_IN;
-                const int8_t *restrict w = wt + (ptrdiff_t)c * {u}_COUT;
-                for (f = 0; f < {u}_COUT; ++f) acc[f] += {product};
+        for (kx = px0 % {u}_SX; kx < {u}_KW; kx += {u}_SX) {{
+            const int ix0 = (px0 - kx) / {u}_SX; /* exact: px0 - kx is a multiple of SX */
+            const ptrdiff_t tap = (ptrdiff_t)ky * {u}_KW + kx;
+            const {t} *row = x + (ptrdiff_t)iy * {u}_IW * {u}_CIN;
+            const int8_t *wt = {p}_kernel + tap * {u}_COUT * {u}_CIN;
+            const int32_t *off = {off_ptr};
+            if (count == {u}_P && ix0 >= 0 && ix0 + {u}_P <= {u}_IW) {{
+                {p}_dotP(row + (ptrdiff_t)ix0 * {u}_CIN, wt, off, acc);
+                continue;
             }}
+            for (k = 0; k < count; ++k)
+                if (ix0 + k >= 0 && ix0 + k < {u}_IW)
+                    {p}_dot1(row + (ptrdiff_t)(ix0 + k) * {u}_CIN, wt, off, acc[k]);
         }}
     }}
 }}
 
 int {p}(const {t} *input, {t} *output, int batch)
 {{
-    int n, oy, ox, f;
+    int n, oy, phase, ox0, k, f;
     if (batch < 0) return {u}_ERR_BATCH;
     if (batch > 0 && (input == NULL || output == NULL)) return {u}_ERR_NULL;
     for (n = 0; n < batch; ++n) {{
         const {t} *x = input + (ptrdiff_t)n * {u}_IN_COUNT;
         {t} *y = output + (ptrdiff_t)n * {u}_OUT_COUNT;
         for (oy = 0; oy < {u}_OH; ++oy) {{
-            for (ox = 0; ox < {u}_OW; ++ox) {{
-                {acc} acc[{u}_COUT];
-                {t} *out = y + ((ptrdiff_t)oy * {u}_OW + ox) * {u}_COUT;
-                {p}_pixel(x, oy, ox, acc);
-                for (f = 0; f < {u}_COUT; ++f) {{
-                    int64_t v = {p}_requantize(acc[f], {p}_multiplier[f], {p}_shift[f]);
-                    v += {u}_ZP_OUT;
-                    v = v < {u}_ACT_MIN ? {u}_ACT_MIN : v > {u}_ACT_MAX ? {u}_ACT_MAX : v;
-                    out[f] = ({t})v;
+            for (phase = 0; phase < {u}_SX && phase < {u}_OW; ++phase) {{
+                for (ox0 = phase; ox0 < {u}_OW; ox0 += {u}_P * {u}_SX) {{
+                    {acc} acc[{u}_P][{u}_COUT];
+                    const int left = ({u}_OW - 1 - ox0) / {u}_SX + 1;
+                    const int count = left < {u}_P ? left : {u}_P;
+                    {p}_block(x, oy, ox0, count, acc);
+                    for (k = 0; k < count; ++k) {{
+                        {t} *out = y + ((ptrdiff_t)oy * {u}_OW + ox0 + k * {u}_SX) * {u}_COUT;
+                        for (f = 0; f < {u}_COUT; ++f) {{
+                            int64_t v = {p}_requantize(acc[k][f], {p}_multiplier[f], {p}_shift[f]);
+                            v += {u}_ZP_OUT;
+                            v = v < {u}_ACT_MIN ? {u}_ACT_MIN : v > {u}_ACT_MAX ? {u}_ACT_MAX : v;
+                            out[f] = ({t})v;
+                        }}
+                    }}
                 }}
             }}
         }}
