@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from ..kernels import STYLES, CompiledLayer, compile_c, find_compiler, verify
 from .build import build_shared
-from .project import MAX_INLINE_WEIGHTS, export_c
+from .project import export_c
 from .runtime import write_runtime
 
 __all__ = [
-    "MAX_INLINE_WEIGHTS",
     "STYLES",
     "CompiledLayer",
     "build_shared",

@@ -17,11 +17,15 @@ inbound tensor, or the input layer it directly follows.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import mmap
 import os
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +37,44 @@ from .layers import LAYER_CLASSES, BaseConvTranspose
 __all__ = ["load_layers"]
 
 _CONTAINERS = ("Sequential", "Functional", "Model")
+
+_MAX_CONFIG_BYTES = 1 << 28
+"""A model config larger than this (256 MiB of JSON) is refused before it is read."""
+
+_DEFLATE_RATIO = 1032
+"""Deflate cannot expand data more than about 1032-fold: a zip entry claiming more is damaged."""
+
+_DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    KeyError,
+    RuntimeError,
+    struct.error,
+    UnicodeDecodeError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    OverflowError,
+    NotImplementedError,
+)
+"""What zipfile, h5py and the walk over a config raise on damaged files (h5py turns HDF5's
+errors into OSError, KeyError, RuntimeError, TypeError or ValueError)."""
+
+
+@contextlib.contextmanager
+def _named(path: str, what: str) -> Iterator[None]:
+    """Turn what a damaged file makes zipfile, h5py or NumPy raise into a ``ValueError`` that
+    names the file and ``what`` was being read; tconv's own errors (which name it) pass."""
+    try:
+        yield
+    except ValueError as err:
+        if str(err).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path}: {what}: {err}") from None
+    except _DAMAGE as err:
+        raise ValueError(f"{path}: {what} ({type(err).__name__}: {err})") from None
 
 
 def _h5py() -> Any:
@@ -141,8 +183,8 @@ def _make_layer(found: _Found, weights: list[np.ndarray], path: str) -> BaseConv
     try:
         layer = LAYER_CLASSES[entry["class_name"]].from_config(entry["config"])
         layer.set_weights(weights)
-    except (ValueError, TypeError) as err:
-        name = entry.get("config", {}).get("name")
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        name = (entry.get("config") or {}).get("name")
         raise ValueError(f"{path}: layer {name!r} cannot be loaded: {err}") from err
     if found.input_shape is not None:
         layer.input_shape = found.input_shape
@@ -163,12 +205,27 @@ def _summary(model: dict[str, Any]) -> str:
     return ", ".join(names) or "no layers"
 
 
+def _member(archive: zipfile.ZipFile, name: str, path: str, size: int) -> bytes:
+    """The bytes of archive member ``name``, after checking the sizes its entry claims against
+    the archive's ``size`` (so that no claim drives an allocation)."""
+    info = archive.getinfo(name)
+    limit = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_RATIO)
+    if info.compress_size > size or info.file_size > limit + 64:
+        raise ValueError(
+            f"{path}: a damaged .keras archive: {name} claims {info.file_size} bytes "
+            f"({info.compress_size} compressed) in a {size}-byte file"
+        )
+    if name == "config.json" and info.file_size > _MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: config.json is {info.file_size} bytes; too large for a config")
+    with _named(path, f"a damaged .keras archive: {name} cannot be read"):
+        return archive.read(name)
+
+
 def _load_keras_archive(path: str) -> dict[str, BaseConvTranspose]:
     h5py = _h5py()
-    try:
+    size = os.path.getsize(path)
+    with _named(path, "not a readable Keras 3 .keras archive"):
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise ValueError(f"{path}: not a Keras 3 .keras archive (not a zip file)") from None
     with archive:
         names = archive.namelist()
         if "config.json" not in names or "model.weights.h5" not in names:
@@ -177,27 +234,79 @@ def _load_keras_archive(path: str) -> dict[str, BaseConvTranspose]:
                 f"model.weights.h5, found {names}"
             )
         try:
-            model = json.loads(archive.read("config.json"))
+            model = json.loads(_member(archive, "config.json", path, size))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: config.json is not valid JSON: {err}") from None
-        found = list(_walk(model, (), ""))
+        with _named(path, "config.json is not a Keras model config"):
+            found = list(_walk(_mapping(model, path), (), ""))
         _require(found, model, path)
-        try:
-            weights_file = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
-        except (OSError, zipfile.BadZipFile) as err:
-            raise ValueError(
-                f"{path}: model.weights.h5 is not a readable HDF5 file: {err}"
-            ) from None
-        with weights_file as weights:
+        data = _member(archive, "model.weights.h5", path, size)
+        check_hdf5_heaps(data, path)
+        with _named(path, "model.weights.h5 is not a readable HDF5 file"):
+            weights_file = h5py.File(io.BytesIO(data), "r")
+        with weights_file as weights, _named(path, "model.weights.h5 is damaged"):
             layers: dict[str, BaseConvTranspose] = {}
             for item in found:
                 layers[_key(layers, item)] = _make_layer(
-                    item, _archive_weights(weights, item, path), path
+                    item, _archive_weights(weights, item, path, len(data)), path
                 )
     return layers
 
 
-def _archive_weights(weights: Any, item: _Found, path: str) -> list[np.ndarray]:
+def _mapping(model: Any, path: str) -> dict[str, Any]:
+    if not isinstance(model, dict):
+        raise ValueError(
+            f"{path}: the model config is a JSON {type(model).__name__}, not an object"
+        )
+    return model
+
+
+def _array(dataset: Any, path: str, file_size: int) -> np.ndarray:
+    """A weight dataset's values, after checking that the size it claims fits in the file (an
+    uncompressed dataset) or in what its filters could have expanded."""
+    shape = getattr(dataset, "shape", None)
+    if shape is None:  # not a dataset (a group where a weight should be)
+        raise ValueError(f"{path}: {getattr(dataset, 'name', '?')} is not a weight array")
+    claimed = int(np.prod(shape, dtype=np.float64)) * dataset.dtype.itemsize
+    limit = file_size * (_DEFLATE_RATIO if dataset.compression else 1)
+    if claimed > limit:
+        raise ValueError(
+            f"{path}: weight {dataset.name} claims shape {shape} ({claimed} bytes) in a "
+            f"{file_size}-byte file: the file is damaged"
+        )
+    return np.asarray(dataset)
+
+
+def check_hdf5_heaps(data: bytes | mmap.mmap, path: str) -> None:
+    """Refuse an HDF5 file whose global heap collections (where variable-length strings such as
+    a model config live) are inconsistent: libhdf5 loops forever on some (a zeroed object header
+    inside a collection), so they are checked before it reads them.
+
+    A collection is ``GCOL``, version 1, 3 reserved bytes, its size (8 bytes), then objects:
+    index (2), reference count (2), reserved (4), size (8), the data padded to 8 bytes; object 0
+    is the free space up to the collection's end.
+    """
+    start = data.find(b"GCOL")
+    while start >= 0:
+        if data[start + 4 : start + 8] == b"\x01\0\0\0" and len(data) >= start + 16:
+            (size,) = struct.unpack_from("<Q", data, start + 8)
+            end = start + size
+            at = start + 16
+            while size and end <= len(data) and at + 16 <= end:
+                index, _, _, length = struct.unpack_from("<HHIQ", data, at)
+                if index == 0:
+                    at = end if at + length == end else -1
+                    break
+                at += 16 + -(-length // 8) * 8
+            if size and end <= len(data) and at not in range(end - 15, end + 1):
+                raise ValueError(
+                    f"{path}: a damaged HDF5 file: the global heap collection at byte {start} "
+                    "is inconsistent (its objects do not add up to its size)"
+                )
+        start = data.find(b"GCOL", start + 4)
+
+
+def _archive_weights(weights: Any, item: _Found, path: str, size: int) -> list[np.ndarray]:
     name = item.entry["config"]["name"]
     group_path = (item.weights_path or "").lstrip("/")
     group = weights.get(group_path)
@@ -212,7 +321,7 @@ def _archive_weights(weights: Any, item: _Found, path: str) -> list[np.ndarray]:
             f"it (looked for {item.weights_path}/vars)"
         )
     variables = group["vars"]
-    return [np.asarray(variables[key]) for key in sorted(variables, key=int)]
+    return [_array(variables[key], path, size) for key in sorted(variables, key=int)]
 
 
 def _group_by_name(weights: Any, parent: str, name: str) -> Any:
@@ -224,7 +333,10 @@ def _group_by_name(weights: Any, parent: str, name: str) -> Any:
 
 
 def _load_legacy_h5(path: str, h5py: Any) -> dict[str, BaseConvTranspose]:
-    with h5py.File(path, "r") as f:
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        check_hdf5_heaps(data, path)
+    with _named(path, "a damaged HDF5 file"), h5py.File(path, "r") as f:
         raw = f.attrs.get("model_config")
         if raw is None:
             what = ", ".join(f.keys()) or "nothing"
@@ -236,7 +348,7 @@ def _load_legacy_h5(path: str, h5py: Any) -> dict[str, BaseConvTranspose]:
             model = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: model_config is not valid JSON: {err}") from None
-        found = list(_walk(model, (), None))
+        found = list(_walk(_mapping(model, path), (), None))
         _require(found, model, path)
         root = f.get("model_weights", f)
         layers: dict[str, BaseConvTranspose] = {}
@@ -244,12 +356,12 @@ def _load_legacy_h5(path: str, h5py: Any) -> dict[str, BaseConvTranspose]:
             name = item.entry["config"]["name"]
             top = item.chain[0] if item.chain else name
             layers[_key(layers, item)] = _make_layer(
-                item, _legacy_weights(root, top, name, path), path
+                item, _legacy_weights(root, top, name, path, size), path
             )
     return layers
 
 
-def _legacy_weights(root: Any, top: str, name: str, path: str) -> list[np.ndarray]:
+def _legacy_weights(root: Any, top: str, name: str, path: str, size: int) -> list[np.ndarray]:
     group = root.get(top)
     if group is None:
         raise ValueError(
@@ -260,7 +372,7 @@ def _legacy_weights(root: Any, top: str, name: str, path: str) -> list[np.ndarra
         weight_name = weight_name.decode() if isinstance(weight_name, bytes) else str(weight_name)
         parts = weight_name.split("/")
         if len(parts) >= 2 and parts[-2] == name:
-            by_role[parts[-1].split(":")[0]] = np.asarray(group[weight_name])
+            by_role[parts[-1].split(":")[0]] = _array(group[weight_name], path, size)
     if "kernel" not in by_role:
         raise ValueError(
             f"{path}: the config names layer {name!r} but the file has no weights for it"
@@ -295,10 +407,7 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, BaseConvTranspose]:
         return _load_keras_archive(path)
     h5py = _h5py()
     if h5py.is_hdf5(path):
-        try:
-            return _load_legacy_h5(path, h5py)
-        except OSError as err:
-            raise ValueError(f"{path}: a damaged HDF5 file: {err}") from None
+        return _load_legacy_h5(path, h5py)
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith(b"PK\x03\x04"):
