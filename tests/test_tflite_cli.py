@@ -79,3 +79,17 @@ def test_explain_vectors_export(
         == 0
     )
     assert "0 differ (max 0 LSB): PASS" in capsys.readouterr().out
+
+
+def test_bench_tflite_runs_and_checks(capsys: pytest.CaptureFixture) -> None:
+    # The comparison's machinery (TensorFlow in a child, the C compiled and checked), not its
+    # speed: one timed run each.
+    tool("gcc")
+    from tconv import benchmark_tflite
+
+    result = benchmark_tflite.run(repeats=1, cc="gcc")
+    assert result["c_bit_exact"], result["c_harness"]
+    assert all(v is not None and v > 0 for v in result["seconds"].values())
+    for d in result["tflite_vs_reference_definition"].values():
+        assert d["max_lsb"] <= 1  # TFLite's optimized kernels round a few halves differently
+    assert "C / XNNPACK" in benchmark_tflite.table(result)

@@ -3,9 +3,10 @@
 The quantized seed layer: Keras ``Conv2DTranspose(512, 3, strides=2, padding="same")`` on a
 ``1x8x8x1024`` input, seeded weights, converted by TensorFlow's ``TFLiteConverter`` to a
 full-integer int8 ``.tflite`` (representative dataset from the same seed).  TensorFlow runs in a
-child process (``TF_ENABLE_ONEDNN_OPTS=0`` set before it is imported): it converts, then times
-``Interpreter.invoke`` with ``num_threads=1`` for the default kernels (XNNPACK) and the builtin
-optimized kernels without delegates, and returns each one's output.  Here tconv reads the file,
+child process (:func:`tconv.isolated.run_each`; ``TF_ENABLE_ONEDNN_OPTS=0`` set before it is
+imported): it converts, then times ``Interpreter.invoke`` with ``num_threads=1`` for the
+default kernels (XNNPACK) and the builtin optimized kernels without delegates, and returns each
+one's output.  Here tconv reads the file,
 exports the op as integer C, compiles it (``-O3 -march=native``), checks it bit-exact with the
 reference definition in its harness and times it (``--bench``).  Each time is the median of
 ``repeats`` runs after a warm-up; the two processes run one after the other, not interleaved.
@@ -13,65 +14,72 @@ reference definition in its harness and times it (``--bench``).  Each time is th
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import statistics
 import subprocess
-import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .isolated import run_each
 from .quant import QuantizedTransposeConv
 
-_CHILD = r"""
-import json, os, sys, time
-os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-import numpy as np
-import tensorflow as tf
-import keras
 
-folder, seed, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = np.random.default_rng(seed)
-inp = keras.Input((8, 8, 1024), batch_size=1)
-layer = keras.layers.Conv2DTranspose(512, 3, strides=2, padding="same")
-model = keras.Model(inp, layer(inp))
-layer.set_weights([rng.normal(0, 0.02, w.shape).astype(np.float32) for w in layer.get_weights()])
-converter = tf.lite.TFLiteConverter.from_keras_model(model)
-converter.optimizations = [tf.lite.Optimize.DEFAULT]
-converter.representative_dataset = lambda: (
-    [rng.normal(0, 1, (1, 8, 8, 1024)).astype(np.float32)] for _ in range(8)
-)
-converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-converter.inference_input_type = tf.int8
-converter.inference_output_type = tf.int8
-path = os.path.join(folder, "seed_int8.tflite")
-with open(path, "wb") as f:
-    f.write(converter.convert())
-x = rng.integers(-128, 128, (1, 8, 8, 1024)).astype(np.int8)
-np.save(os.path.join(folder, "input.npy"), x)
-kinds = tf.lite.experimental.OpResolverType
-found = {}
-for label, kind in (("xnnpack", kinds.AUTO), ("builtin", kinds.BUILTIN_WITHOUT_DEFAULT_DELEGATES)):
-    it = tf.lite.Interpreter(model_path=path, num_threads=1, experimental_op_resolver_type=kind)
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x)
-    it.invoke()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append(time.perf_counter() - t0)
-    y = it.get_tensor(it.get_output_details()[0]["index"])
-    np.save(os.path.join(folder, label + ".npy"), y)
-    found[label] = sorted(times)[len(times) // 2]
-found["tensorflow"] = tf.__version__
-print(json.dumps(found))
-"""
+def _tflite_child(item: dict[str, Any]) -> dict[str, Any]:
+    """In the child process (:func:`tconv.isolated.run_each`): convert the seed layer, time
+    TFLite's kernels on 1 thread, write the model, the input and each kernel's output into
+    ``item["folder"]``; return the median times (seconds) and TensorFlow's version."""
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import tensorflow as tf
+
+    folder, repeats = Path(item["folder"]), int(item["repeats"])
+    rng = np.random.default_rng(int(item["seed"]))
+    inp = keras.Input((8, 8, 1024), batch_size=1)
+    layer = keras.layers.Conv2DTranspose(512, 3, strides=2, padding="same")
+    model = keras.Model(inp, layer(inp))
+    layer.set_weights(
+        [rng.normal(0, 0.02, w.shape).astype(np.float32) for w in layer.get_weights()]
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [rng.normal(0, 1, (1, 8, 8, 1024)).astype(np.float32)] for _ in range(8)
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    path = folder / "seed_int8.tflite"
+    path.write_bytes(converter.convert())
+    x = rng.integers(-128, 128, (1, 8, 8, 1024)).astype(np.int8)
+    np.save(folder / "input.npy", x)
+    kinds = tf.lite.experimental.OpResolverType
+    found: dict[str, Any] = {"tensorflow": tf.__version__}
+    for label, kind in (
+        ("xnnpack", kinds.AUTO),
+        ("builtin", kinds.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    ):
+        it = tf.lite.Interpreter(
+            model_path=str(path), num_threads=1, experimental_op_resolver_type=kind
+        )
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            it.invoke()
+            times.append(time.perf_counter() - t0)
+        np.save(folder / f"{label}.npy", it.get_tensor(it.get_output_details()[0]["index"]))
+        found[label] = statistics.median(times)
+    return found
+
 
 C_FLAGS = ("-O3", "-march=native", "-std=c99")
 
@@ -83,17 +91,12 @@ def run(repeats: int = 20, seed: int = 0, cc: str | None = None) -> dict[str, An
     from .tflite import load_layers
 
     with tempfile.TemporaryDirectory(prefix="tconv-bench-tflite-") as tmp:
+        item = {"folder": tmp, "seed": seed, "repeats": repeats}
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
-        done = subprocess.run(
-            [sys.executable, "-c", _CHILD, tmp, str(seed), str(repeats)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=900,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"the TensorFlow child process failed:\n{done.stderr[-3000:]}")
-        peer = json.loads(done.stdout.strip().splitlines()[-1])
+        (outcome,) = run_each("tconv.benchmark_tflite:_tflite_child", [item], timeout=900, env=env)
+        if outcome["status"] != "ok":
+            raise RuntimeError(f"the TensorFlow child process failed: {outcome}"[:3000])
+        peer = outcome["value"]
         folder = Path(tmp)
         (layer,) = load_layers(folder / "seed_int8.tflite").values()
         x = np.load(folder / "input.npy")
