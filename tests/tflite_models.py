@@ -119,14 +119,14 @@ def convert(
     return Converted(content, path, kind)
 
 
-def interpreter(path: Path, reference: bool = True, batch: int | None = None) -> Any:
-    """TensorFlow's interpreter on ``path``: the reference kernels (``BUILTIN_REF``) or the
-    default ones (optimized builtins, XNNPACK), every tensor preserved."""
+def interpreter(path: Path, resolver: str = "BUILTIN_REF", batch: int | None = None) -> Any:
+    """TensorFlow's interpreter on ``path`` with the kernels of ``resolver`` (an
+    ``OpResolverType`` name: ``BUILTIN_REF`` the reference kernels, ``AUTO`` the default ones
+    with XNNPACK, ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), every tensor preserved."""
     tf = peer("tensorflow")
-    resolver = tf.lite.experimental.OpResolverType
     it = tf.lite.Interpreter(
         model_path=str(path),
-        experimental_op_resolver_type=resolver.BUILTIN_REF if reference else resolver.AUTO,
+        experimental_op_resolver_type=getattr(tf.lite.experimental.OpResolverType, resolver),
         experimental_preserve_all_tensors=True,
     )
     if batch is not None:
@@ -137,12 +137,12 @@ def interpreter(path: Path, reference: bool = True, batch: int | None = None) ->
 
 
 def run_ops(
-    path: Path, rng: np.random.Generator, reference: bool = True, batch: int | None = None
+    path: Path, rng: np.random.Generator, resolver: str = "BUILTIN_REF", batch: int | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Run the interpreter on random inputs (the whole integer range for quantized inputs);
     returns, per TRANSPOSE_CONV (by its output tensor's name), the op's own input and output
     (not for an empty output, which the interpreter cannot return)."""
-    it = interpreter(path, reference, batch)
+    it = interpreter(path, resolver, batch)
     for d in it.get_input_details():
         shape, dtype = tuple(d["shape"]), np.dtype(d["dtype"])
         if dtype.kind == "i":
@@ -176,3 +176,15 @@ def run_op_on(path: Path, items: np.ndarray) -> np.ndarray:
         it.invoke()
         out.append(it.get_tensor(op.outputs[0])[0])
     return np.stack(out)
+
+
+def run_ops_item(item: dict[str, Any]) -> list[str]:
+    """:func:`run_ops` for :func:`tconv.isolated.run_each` (a kernel that crashes takes down a
+    child, not the caller): ``item`` has ``path``, ``seed`` (of the input), ``resolver`` and
+    ``out``, where each op's input and output are saved (``.npz``, ``NAME/x``, ``NAME/y``)."""
+    found = run_ops(Path(item["path"]), np.random.default_rng(item["seed"]), item["resolver"])
+    arrays = {
+        f"{name}/{key}": v for name, xy in found.items() for key, v in zip("xy", xy, strict=True)
+    }
+    np.savez(item["out"], **arrays)
+    return list(found)
