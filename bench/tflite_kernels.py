@@ -1,8 +1,8 @@
 """Where TFLite's default kernels differ from its reference TRANSPOSE_CONV (docs/tflite.md).
 
 ``python bench/tflite_kernels.py [COUNT] [SEED] [OUT.json]`` builds COUNT random models as the
-test sweep does (Keras Conv2DTranspose -> TFLiteConverter, int8 and 16x8, seeded), runs each with the
-reference kernels (``BUILTIN_REF``, the contract, equal to tconv), the default resolver (AUTO:
+test sweep does (Keras Conv2DTranspose -> TFLiteConverter, int8 and 16x8, seeded), runs each
+with the reference kernels (``BUILTIN_REF``, the contract, equal to tconv), the default resolver (AUTO:
 XNNPACK where it takes the op) and the builtin optimized kernels without delegates
 (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), and prints, per kernel, how many models and elements
 differ from the reference, by how many LSB, and the geometries of the models that differ.
