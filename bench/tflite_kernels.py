@@ -2,11 +2,11 @@
 
 ``python bench/tflite_kernels.py [COUNT] [SEED] [OUT.json]`` builds COUNT random models as the
 test sweep does (Keras Conv2DTranspose -> TFLiteConverter, int8 and 16x8, seeded), runs each
-with the reference kernels (``BUILTIN_REF``, the contract, equal to tconv), the default resolver (AUTO:
-XNNPACK where it takes the op) and the builtin optimized kernels without delegates
-(``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), and prints, per kernel, how many models and elements
-differ from the reference, by how many LSB, and the geometries of the models that differ.
-The models are converted first; then every kernel runs in a child process
+with the reference kernels (``BUILTIN_REF``, the contract, equal to tconv), the default
+resolver (AUTO: XNNPACK where it takes the op) and the builtin optimized kernels without
+delegates (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), and reports, per kernel, how many models and
+elements differ from the reference, by how many LSB, and the geometries of the models that
+differ.  The models are converted first; then every kernel runs in a child process
 (:func:`tconv.isolated.run_each`): one that crashes is reported with the model's geometry.
 Writes one JSON document (to OUT.json, or stdout, where TensorFlow's converter also prints).
 """
