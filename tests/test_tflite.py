@@ -20,6 +20,7 @@ import pytest
 from conftest import assert_close, peer
 from tflite_models import Spec, convert, keras_model, run_ops
 
+import tconv
 from tconv import quant
 from tconv.tflite import load_layers, read_model, transpose_conv
 from tconv.tflite.flatbuffer import Table
@@ -97,6 +98,7 @@ def test_grid_bit_exact(index: int, tmp_path: Path) -> None:
         assert layer.per_channel == (
             options.get("per_channel", True) and layer.geometry.out_channels > 1
         )
+        assert layer.padding in ("SAME", "VALID") and len(layer.strides) == 2
     assert _check_file(converted.path, rng, batch=None if batch else 2) == len(specs)
 
 
@@ -265,6 +267,9 @@ def test_float_model_runs_on_the_float_engine(tmp_path: Path) -> None:
         assert got.dtype == np.float32
         assert_close(got, y, terms=int(np.prod(layer.kernel.shape[:-2])) * layer.in_channels)
         assert_close(layer(x, method="reference"), y, terms=100)
+        at = (0, *(n // 2 for n in y.shape[1:]))  # the float explanation, in TFLite's layout
+        e = tconv.explain(layer, x, at)
+        assert "kernel[" in e.to_text() and abs(float(e.value) - float(y[at])) <= 1e-5
 
 
 def test_requantization_vectorised_equals_the_definition() -> None:
@@ -408,8 +413,6 @@ def test_reader_offsets_are_checked() -> None:
 
 @pytest.mark.parametrize("kind", ["int8", "16x8"])
 def test_explain_every_element_equals_the_interpreter(kind: str, tmp_path: Path) -> None:
-    import tconv
-
     rng = np.random.default_rng(21)
     # kernel 2 < stride 3 on y: rows no tap reaches (bias only); RELU6 clamps.
     spec = Spec(3, 3, 3, 2, (2, 3), (3, 2), "valid", True, "relu6")

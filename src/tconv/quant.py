@@ -183,6 +183,8 @@ class QuantizedTransposeConv:
         dtype: the activations' type, ``"int8"`` or ``"int16"`` (16x8: int8 weights, int64
             bias and accumulator, zero points 0).
         name: the op's name (its output tensor's name in a ``.tflite`` file).
+        padding: the padding the geometry came from (``"SAME"``/``"VALID"`` for TFLite), for
+            descriptions only (the geometry's crops are what is computed).
 
     Calling it on a quantized input ``(N, *in_shape, C)`` returns the quantized output
     ``(N, *out_shape, F)`` in ``dtype``.
@@ -202,6 +204,7 @@ class QuantizedTransposeConv:
         activation: str = "NONE",
         dtype: str = "int8",
         name: str = "transpose_conv",
+        padding: str | None = None,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be 'int8' or 'int16', got {dtype!r}")
@@ -225,6 +228,7 @@ class QuantizedTransposeConv:
         self.bias = None if bias is None else self._bias(bias)
         self.activation = activation
         self.name = name
+        self.padding = padding
         for label, value in (("input_scale", input_scale), ("output_scale", output_scale)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{label} must be a positive finite number, got {value!r}")
@@ -265,6 +269,14 @@ class QuantizedTransposeConv:
                 f"got {bias.dtype.name} {bias.shape}"
             )
         return _frozen(bias)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return tuple(a.stride for a in self.geometry.axes)
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return tuple(a.kernel for a in self.geometry.axes)
 
     @property
     def effective_scale(self) -> list[float]:

@@ -159,6 +159,7 @@ def transpose_conv(
         output_zero_point=output_zero_point,
         activation=activation,
         dtype=x.dtype.name,
+        padding=padding,
     )
     return op(x, method)
 
@@ -291,7 +292,7 @@ def _layer(model: Model, subgraph: Subgraph, op: Operator) -> tuple[str, Layer]:
         )
     if kinds in (("INT8", "INT8", "INT8"), ("INT16", "INT8", "INT16")):
         return name, _quantized_layer(
-            model, where, w, bias, g, input_t, filter_t, out_t, activation, name
+            model, where, w, bias, g, input_t, filter_t, out_t, activation, name, padding
         )
     raise ValueError(
         f"{model.path}: {where}: input, filter and output types {kinds} are not supported (tconv "
@@ -349,6 +350,7 @@ def _quantized_layer(
     out_t: Tensor,
     activation: str,
     name: str,
+    padding: str,
 ) -> QuantizedTransposeConv:
     for label, tensor in (("input", input_t), ("filter", filter_t), ("output", out_t)):
         if tensor.quantization is None:
@@ -391,6 +393,7 @@ def _quantized_layer(
             activation=activation,
             dtype="int16" if sixteen else "int8",
             name=name,
+            padding=padding,
         )
     except (ValueError, TypeError) as err:
         raise model.fail(f"{where}: {err}") from None
