@@ -144,6 +144,8 @@ def test_export_errors(tmp_path: Path) -> None:
         tconv.export_c(small, tmp_path / "a", style="reference")
     with pytest.raises(ValueError, match="inline"):
         tconv.export_c(small, tmp_path / "b", weights="file")
+    with pytest.raises(ValueError, match="fixed input"):
+        tconv.export_c(small, tmp_path / "e", input_shape=(2, 2, 3))
     with pytest.raises(ValueError, match="name"):
         tconv.export_c(small, tmp_path / "c", name="1bad")
     with pytest.raises(TypeError, match="int8"):

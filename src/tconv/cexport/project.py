@@ -516,7 +516,7 @@ def export_c(
     if isinstance(layer, QuantizedTransposeConv):
         files = quantized.project_files(
             layer, name=name, style=style, weights=weights, batch=batch, seed=seed,
-            test_input=test_input,
+            test_input=test_input, input_shape=input_shape,
         )  # fmt: skip
         folder = prepare_dir(out_dir, force)
         for fname, content in files.items():

@@ -283,14 +283,21 @@ def project_files(
     batch: int = 2,
     seed: int = 0,
     test_input: Any = None,
+    input_shape: Any = None,
 ) -> dict[str, str | bytes]:
     """The files of the integer C project of ``layer``: file name -> text or bytes.
 
     The test vectors hold the three worst cases (all minimum, all maximum, alternating) and
     ``batch`` random items, or ``test_input`` ``(N, *layer.input_shape)`` in the layer's dtype
     (a float ``test_input`` is quantized by the layer's input quantization).
-    One style (``"fast"``) and inline constants only.
+    One style (``"fast"``) and inline constants only; ``input_shape``, if given, must be the
+    layer's (one item, ``(H, W, C)``): the op's shapes are fixed.
     """
+    if input_shape is not None and tuple(input_shape) != layer.input_shape:
+        raise ValueError(
+            f"input_shape {tuple(input_shape)} differs from the quantized op's fixed input "
+            f"{layer.input_shape}"
+        )
     if style != "fast":
         raise ValueError(f"a quantized layer has one C style, 'fast'; got style={style!r}")
     if weights != "inline":
