@@ -49,6 +49,8 @@ def test_explain_vectors_export(
     assert main(["explain", str(path), "--at", "0,3,4,2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["kind"] == "16x8" and data["at"] == [0, 3, 4, 2]
+    assert main(["explain", str(path), "--html", str(tmp_path / "p.html")]) != 0
+    assert "a quantized op is explained as text" in capsys.readouterr().err
     out = tmp_path / "vec"
     assert main(["vectors", str(path), "--out", str(out)]) == 0
     capsys.readouterr()

@@ -271,13 +271,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def write_outputs(e: Any, args: argparse.Namespace) -> list[str]:
     """The files the options ask for; returns their descriptions."""
-    from ..explanation import page
+    from ..explanation import QuantizedExplanation, page
 
     written = []
+    wants_plots = args.png or args.svg or args.gif or args.gather_gif
+    if isinstance(e, QuantizedExplanation) and (args.html or wants_plots):
+        raise ValueError(
+            "--html/--png/--svg/--gif/--gather-gif draw float layers; a quantized op is "
+            "explained as text or --json"
+        )
     if args.html:
         page.write(args.html, e.layer, e.x, e.at)
         written.append(f"interactive page: {args.html}")
-    wants_plots = args.png or args.svg or args.gif or args.gather_gif
     if wants_plots:
         from ..explanation import plots
 
