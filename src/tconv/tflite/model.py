@@ -11,6 +11,7 @@ Field ids, as the schema numbers them: ``Model`` (1 operator_codes, 2 subgraphs,
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -241,7 +242,7 @@ def _data(
     if type_ not in TENSOR_TYPES:
         return None  # a constant tconv does not read (strings, int4, ...)
     dtype = np.dtype(TENSOR_TYPES[type_]).newbyteorder("<")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python ints: no overflow for an absurd claimed shape
     if len(raw) != count * dtype.itemsize:
         raise reader.fail(
             f"tensor {k} ({name!r}) of shape {shape} and type {TYPE_NAMES[type_]} needs "
