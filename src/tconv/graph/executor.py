@@ -297,7 +297,7 @@ def run(graph: Graph, inputs: Sequence[np.ndarray], keep: str = "outputs") -> di
         if node.op != "input":
             values[node.name] = run_node(node, [values[s] for s in node.inputs])
         if keep != "all":
-            for source in node.inputs:
+            for source in set(node.inputs):
                 if last_use[source] == i and source not in wanted:
                     del values[source]
     if keep == "all":
