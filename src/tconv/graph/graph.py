@@ -97,6 +97,8 @@ class Node:
     shape: tuple[int, ...] = ()
     note: str = ""
     """What the front end did to get here (e.g. "depthwise step of SeparableConv2D")."""
+    detail: str = ""
+    """The framework layer's options in a few words, for comments in generated code."""
 
     def __post_init__(self) -> None:
         if self.op not in OPS:

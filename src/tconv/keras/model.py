@@ -151,6 +151,24 @@ def _dtype_check(config: dict[str, Any], layer: str) -> None:
         )
 
 
+_NOISE = ("name", "trainable", "dtype", "seed")
+
+
+def _detail(config: dict[str, Any]) -> str:
+    """A layer's options in a few words: its config without names, dtypes, initializers,
+    regularizers and constraints."""
+    items = []
+    for key, value in config.items():
+        if key in _NOISE or key.endswith(("_initializer", "_regularizer", "_constraint")):
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+        if isinstance(value, (dict,)):
+            continue
+        items.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+    return ", ".join(items)
+
+
 # --- the builder ------------------------------------------------------------------------------
 
 
@@ -197,6 +215,7 @@ class _Builder:
             layer=layer.name,
             layer_class=layer.class_name,
             note=note,
+            detail=_detail(layer.config),
         )
         node.shape = output_shape(node, [self.shapes[i] for i in inputs])
         self.nodes.append(node)
