@@ -187,3 +187,25 @@ def test_suite_is_the_issue_suite() -> None:
 def test_bad_options_are_clear_cli_errors(option: list[str], message: str, capsys) -> None:  # noqa: ANN001
     assert main(["bench", "--quick", *option]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_keras_that_dies_in_its_child_is_reported_not_fatal(monkeypatch) -> None:  # noqa: ANN001
+    """Where TensorFlow takes its process down (oneDNN kernels, on some CPUs), the benchmark
+    learns it from a child process and reports Keras as missing, with the reason."""
+    seen = []
+
+    def dying_child(calls, timeout=300.0):  # noqa: ANN001, ANN202
+        seen.extend(calls)
+        return ["Keras took its process down (signal 6; TensorFlow's oneDNN kernels do so)"]
+
+    monkeypatch.setattr(benchmark, "keras_outputs", dying_child)
+    monkeypatch.setattr(benchmark, "PEERS", benchmark.PEERS[:1])  # Keras only
+    monkeypatch.setattr(benchmark, "_c_paths", _fail_peer)
+    case = benchmark.parse_case("dies=1x4x3x2:3:3:2")
+    monkeypatch.setattr(benchmark, "_KERAS_TRIED", {})
+    _, (report,) = benchmark.run([case], 1, cool_down=0)
+    assert [c.class_name for c in seen] == ["Conv2DTranspose"]
+    assert seen[0].config["strides"] == (2, 2) and seen[0].x.shape == (1, 4, 3, 2)
+    keras = next(r for r in report.results if r.path == "Keras (TensorFlow)")
+    assert keras.status == "missing" and "signal 6" in keras.note
+    assert {r.path: r.status for r in report.results}["tconv fast (NumPy)"] == "ok"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import importlib.util
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ from . import keras as tkeras
 from . import ops
 from .geometry import Geometry
 from .layer import TORCH, TransposedConv
+from .peers import KerasCall, keras_outputs
 from .progress import progress
 
 
@@ -262,6 +264,34 @@ def _peer_pads(geometry: Geometry) -> list[tuple[int, int, int]]:
     return [(a.crop_start, max(a.crop_end, 0), max(-a.crop_end, 0)) for a in geometry.axes]
 
 
+_KERAS_TRIED: dict[Case, str | None] = {}
+"""Case -> why Keras cannot run it in this process (None: it can), from :func:`try_keras`."""
+
+
+def try_keras(cases: Sequence[Case], seed: int = 0) -> None:
+    """Run every case's Keras layer once in a child process (:mod:`tconv.peers`), all in one,
+    before Keras is timed in this one: TensorFlow's oneDNN kernels abort the process on some
+    geometries on some CPUs, and the benchmark must report that, not die of it."""
+    todo = [c for c in cases if c not in _KERAS_TRIED]
+    if not todo or importlib.util.find_spec("keras") is None:
+        return
+    calls = []
+    for case in todo:
+        rng = np.random.default_rng(seed)
+        layer = case.layer(rng)
+        config = {"filters": case.filters, "kernel_size": case.kernel, "strides": case.strides}
+        calls.append(
+            KerasCall(
+                f"Conv{len(case.spatial)}DTranspose",
+                {**config, "padding": case.padding},
+                [layer.kernel, _bias(layer)],
+                case.input(rng),
+            )
+        )
+    for case, outcome in zip(todo, keras_outputs(calls), strict=True):
+        _KERAS_TRIED[case] = outcome if isinstance(outcome, str) else None
+
+
 def _keras(layer: TransposedConv, case: Case, x: np.ndarray) -> Path:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -270,6 +300,9 @@ def _keras(layer: TransposedConv, case: Case, x: np.ndarray) -> Path:
         import tensorflow as tf
     except ImportError as err:
         raise Missing(f"keras/tensorflow not installed ({err})") from err
+    try_keras([case])
+    if _KERAS_TRIED.get(case):
+        raise Missing(f"not run in this process: in a child process, {_KERAS_TRIED[case]}")
     if keras.backend.backend() != "tensorflow":
         raise Missing(f"keras runs on {keras.backend.backend()!r}, not tensorflow")
     cls = getattr(keras.layers, f"Conv{len(case.spatial)}DTranspose")
@@ -445,8 +478,12 @@ def _bounds(geometry: Geometry, batch: int, rng: np.random.Generator) -> list[Pa
     ]
 
 
+def _keras_peer(layer: TransposedConv, geometry: Geometry, case: Case, x: np.ndarray) -> Path:
+    return _keras(layer, case, x)
+
+
 PEERS: tuple[tuple[str, Callable[..., Path]], ...] = (
-    ("Keras (TensorFlow)", lambda layer, geometry, case, x: _keras(layer, case, x)),
+    ("Keras (TensorFlow)", _keras_peer),
     ("PyTorch", lambda layer, geometry, case, x: _torch(layer, geometry, x)),
     ("ONNX Runtime", lambda layer, geometry, case, x: _onnxruntime(layer, geometry, x)),
     ("JAX", lambda layer, geometry, case, x: _jax(layer, geometry, x)),
@@ -664,6 +701,8 @@ def run(
     info["repeats"], info["cool_down_s"] = repeats, cool_down
     info["round_s"], info["max_calls"] = ROUND_SECONDS, MAX_CALLS
     info["warm_s"] = WARM_SECONDS
+    if any(make is _keras_peer for _, make in PEERS):
+        try_keras(cases, seed)
     reports = [
         run_case(case, repeats, seed, f"{case.name} ({i + 1}/{len(cases)})", cool_down)
         for i, case in enumerate(cases)

@@ -392,19 +392,26 @@ def load_nodes(path: str | os.PathLike[str]) -> dict[str, Node]:
                     "neither an initializer nor a Constant (it is computed in the graph, or fed "
                     "as a model input); tconv reads stored weights only"
                 )
-            arrays.append(onnx.numpy_helper.to_array(stored[tensor]))
-        attrs = {a.name: _attribute(onnx.helper.get_attribute_value(a)) for a in node.attribute}
+            try:
+                arrays.append(onnx.numpy_helper.to_array(stored[tensor]))
+            except Exception as err:  # data that does not fit its dims or type: a damaged file
+                raise ValueError(
+                    f"{name}: ConvTranspose node {key!r}: its {role} tensor {tensor!r} cannot "
+                    f"be read ({type(err).__name__}: {err})"
+                ) from None
         try:
+            attrs = {a.name: _attribute(onnx.helper.get_attribute_value(a)) for a in node.attribute}
             conv = op(*arrays, **attrs)
             conv.kernel, conv.bias = conv.kernel, conv.bias  # a kept layer: read-only copies
             conv.input_shape = shapes.get(node.input[0])
             computed = None
             if conv.input_shape is not None:
                 computed = conv.output_shape((1, *conv.input_shape))[1:]
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, IndexError) as err:
             raise ValueError(f"{name}: ConvTranspose node {key!r}: {err}") from None
         layers[key] = Node(conv, attrs)
-        if computed is not None and shapes.get(node.output[0], computed) != computed:
+        output = node.output[0] if node.output else ""
+        if computed is not None and shapes.get(output, computed) != computed:
             # ONNX shape inference and onnxruntime disagree (SAME_UPPER/SAME_LOWER with
             # output_padding): shapes inferred downstream are wrong, keep the recorded ones.
             shapes = recorded

@@ -20,7 +20,6 @@ from ..kernels import STYLES, CompiledLayer, compile_c, find_compiler, verify
 from . import project
 from .build import build_shared
 from .model import export_model_c, verify_model
-from .project import MAX_INLINE_WEIGHTS
 from .runtime import write_runtime
 
 
@@ -39,7 +38,6 @@ def export_c(layer: Any, out_dir: str | Path, **options: Any) -> list[Path]:
 
 
 __all__ = [
-    "MAX_INLINE_WEIGHTS",
     "STYLES",
     "CompiledLayer",
     "build_shared",

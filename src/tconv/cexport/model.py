@@ -13,9 +13,7 @@ tconv's NumPy model and, when Keras is installed, with Keras.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -780,56 +778,6 @@ def _represents(graph: Graph, step: Node) -> str:
     return name
 
 
-def keras_layer_outputs(path: str, xs: list[np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-    """Keras' output of every layer in ``names`` for inputs ``xs``, computed by Keras (on
-    TensorFlow, oneDNN off) in a child process: ``keras.Model(model.inputs, [outputs])``.
-    Layers Keras cannot reach from the model's inputs (inside nested models) are left out."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        np.savez(Path(tmp) / "x.npz", *xs)
-        code = r"""
-import sys, json, numpy as np, keras
-model = keras.saving.load_model(sys.argv[1], compile=False)
-names = json.loads(sys.argv[3])
-xs = list(np.load(sys.argv[2]).values())
-keep, outs = [], []
-for n in names:
-    try:
-        outs.append(model.get_layer(n).output)
-        keep.append(n)
-    except Exception:
-        pass
-probe = keras.Model(model.inputs, outs)
-ys = probe(xs if len(xs) > 1 else xs[0])
-ys = ys if isinstance(ys, (list, tuple)) else [ys]
-np.savez(sys.argv[4], **{n: np.asarray(y) for n, y in zip(keep, ys)})
-"""
-        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        env.setdefault("KERAS_BACKEND", "tensorflow")
-        import json
-
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                code,
-                path,
-                str(Path(tmp) / "x.npz"),
-                json.dumps(names),
-                str(Path(tmp) / "y.npz"),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"Keras could not run {path}: {done.stderr.strip()[-2000:]}")
-        with np.load(Path(tmp) / "y.npz") as data:
-            return {k: data[k] for k in data.files}
-
-
 def verify_model(
     model: Any,
     out_dir: str | Path,
@@ -881,7 +829,12 @@ def verify_model(
             last = [n.name for n in graph if n.layer == node.layer][-1]
             if last == rep:
                 layer_of[step.name] = node.layer
-        expected_keras = keras_layer_outputs(path, xs, sorted(set(layer_of.values())))
+        from ..peers import keras_layer_outputs
+
+        found = keras_layer_outputs(path, xs, sorted(set(layer_of.values())))
+        if isinstance(found, str):
+            raise RuntimeError(f"{path}: {found}")
+        expected_keras = found
     traced: dict[int, list[np.ndarray]] = {}
     for index, data in read_trace(out / f"{p}_trace.bin"):
         traced.setdefault(index, []).append(data)

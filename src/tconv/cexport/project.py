@@ -15,8 +15,6 @@ from ..layer import TransposedConv
 from .spec import from_layer
 
 WEIGHTS_MODES = ("inline", "file")
-MAX_INLINE_WEIGHTS = 1 << 20
-"""Above this many floats, inline weights make sources too big to compile comfortably."""
 WEIGHTS_MAGIC = b"TCONVW1\0"
 
 
@@ -513,11 +511,6 @@ def export_c(
     if weights not in WEIGHTS_MODES:
         raise ValueError(f"weights must be one of {WEIGHTS_MODES}, got weights={weights!r}")
     blob = emit.weight_blob(spec, style)
-    if weights == "inline" and blob.size > MAX_INLINE_WEIGHTS:
-        raise ValueError(
-            f"the layer has {blob.size} weight values, too many for inline C literals (limit "
-            f'{MAX_INLINE_WEIGHTS}); use weights="file" (--weights-file on the command line)'
-        )
     if not isinstance(batch, int) or batch < 0:
         raise ValueError(f"batch must be a non-negative int, got batch={batch!r}")
     if test_input is None:

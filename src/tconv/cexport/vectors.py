@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels.emit import c_float
+from ..kernels.emit import c_floats
 from ..layer import TransposedConv
 from .project import expected_output, prepare_dir
 from .spec import from_layer
@@ -118,7 +118,7 @@ def edge_suite() -> list[Case]:
 
 
 def _c_array(name: str, values: np.ndarray) -> str:
-    flat = [c_float(v) for v in values.astype(np.float64).reshape(-1).tolist()] or ["0.0f"]
+    flat = c_floats(values) or ["0.0f"]
     rows = [", ".join(flat[i : i + 6]) for i in range(0, len(flat), 6)]
     return f"const float {name}[{len(flat)}] = {{\n    " + ",\n    ".join(rows) + "\n};"
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
 import re
 from typing import Any
 
@@ -59,22 +59,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _keras_error(layer: Any, x: np.ndarray, compiled: Any) -> tuple[float | None, str]:
-    """Max |C - Keras| for ``x``, or ``(None, why not)``.  Imports keras only here."""
+    """Max |C - Keras| for ``x``, or ``(None, why not)``.  Keras runs in a child process
+    (:mod:`tconv.peers`): where TensorFlow aborts on this CPU, tconv says so and carries on."""
     if layer.framework != "keras" or not hasattr(layer, "get_config"):
         return None, f"not a Keras layer ({layer.framework})"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up log quiet
-    try:
-        import keras
-    except ImportError:
+    if importlib.util.find_spec("keras") is None:
         return None, "keras is not installed"
-    try:
-        kind = getattr(keras.layers, type(layer).__name__)
-        peer = kind.from_config(layer.get_config())
-        peer.build((None, *x.shape[1:]))
-        peer.set_weights(layer.get_weights())
-        expected = np.asarray(peer(x))
-    except Exception as err:  # keras may not run this layer on this backend/CPU
-        return None, f"keras could not run the layer: {type(err).__name__}: {err}"
+    from ..peers import KerasCall, keras_outputs
+
+    call = KerasCall(type(layer).__name__, layer.get_config(), layer.get_weights(), x)
+    (expected,) = keras_outputs([call])
+    if isinstance(expected, str):
+        return None, f"keras could not run the layer: {expected}"
     return float(np.max(np.abs(compiled(x) - expected), initial=0.0)), "keras"
 
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import mmap
 import os
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +37,44 @@ from .layers import LAYER_CLASSES, BaseConvTranspose
 __all__ = ["ModelFile", "entry_groups", "is_container", "load_layers", "open_model"]
 
 _CONTAINERS = ("Sequential", "Functional", "Model")
+
+_MAX_CONFIG_BYTES = 1 << 28
+"""A model config larger than this (256 MiB of JSON) is refused before it is read."""
+
+_DEFLATE_RATIO = 1032
+"""Deflate cannot expand data more than about 1032-fold: a zip entry claiming more is damaged."""
+
+_DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    KeyError,
+    RuntimeError,
+    struct.error,
+    UnicodeDecodeError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    OverflowError,
+    NotImplementedError,
+)
+"""What zipfile, h5py and the walk over a config raise on damaged files (h5py turns HDF5's
+errors into OSError, KeyError, RuntimeError, TypeError or ValueError)."""
+
+
+@contextlib.contextmanager
+def _named(path: str, what: str) -> Iterator[None]:
+    """Turn what a damaged file makes zipfile, h5py or NumPy raise into a ``ValueError`` that
+    names the file and ``what`` was being read; tconv's own errors (which name it) pass."""
+    try:
+        yield
+    except ValueError as err:
+        if str(err).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path}: {what}: {err}") from None
+    except _DAMAGE as err:
+        raise ValueError(f"{path}: {what} ({type(err).__name__}: {err})") from None
 
 
 def _h5py() -> Any:
@@ -166,8 +207,8 @@ def _make_layer(found: _Found, weights: list[np.ndarray], path: str) -> BaseConv
     try:
         layer = LAYER_CLASSES[entry["class_name"]].from_config(entry["config"])
         layer.set_weights(weights)
-    except (ValueError, TypeError) as err:
-        name = entry.get("config", {}).get("name")
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        name = (entry.get("config") or {}).get("name")
         raise ValueError(f"{path}: layer {name!r} cannot be loaded: {err}") from err
     if found.input_shape is not None:
         layer.input_shape = found.input_shape
@@ -188,6 +229,22 @@ def _summary(model: dict[str, Any]) -> str:
     return ", ".join(names) or "no layers"
 
 
+def _member(archive: zipfile.ZipFile, name: str, path: str, size: int) -> bytes:
+    """The bytes of archive member ``name``, after checking the sizes its entry claims against
+    the archive's ``size`` (so that no claim drives an allocation)."""
+    info = archive.getinfo(name)
+    limit = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_RATIO)
+    if info.compress_size > size or info.file_size > limit + 64:
+        raise ValueError(
+            f"{path}: a damaged .keras archive: {name} claims {info.file_size} bytes "
+            f"({info.compress_size} compressed) in a {size}-byte file"
+        )
+    if name == "config.json" and info.file_size > _MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: config.json is {info.file_size} bytes; too large for a config")
+    with _named(path, f"a damaged .keras archive: {name} cannot be read"):
+        return archive.read(name)
+
+
 class ModelFile:
     """An open Keras model file: its model config and every layer's weights.
 
@@ -196,10 +253,13 @@ class ModelFile:
     ``get_weights()`` order).  Use it through :func:`open_model`.
     """
 
-    def __init__(self, path: str, config: dict[str, Any], weights: Any, archive: bool) -> None:
+    def __init__(
+        self, path: str, config: dict[str, Any], weights: Any, archive: bool, size: int
+    ) -> None:
         self.path = path
         self.config = config
         self._weights = weights
+        self._size = size
         self.archive = archive
         """True for a Keras 3 ``.keras`` archive, False for a legacy ``.h5`` file."""
 
@@ -211,12 +271,16 @@ class ModelFile:
         self, entry: dict[str, Any], chain: tuple[str, ...], group: str | None
     ) -> list[np.ndarray]:
         """Every weight of the layer ``entry`` (in the nested models ``chain``, outermost first;
-        ``group`` from :func:`entry_groups`), as Keras orders them; ``[]`` for a layer without."""
+        ``group`` from :func:`entry_groups`), as Keras orders them; ``[]`` for a layer without
+        (``.h5``; a ``.keras`` layer without a weights group is an error naming the file)."""
         found = _Found(entry, chain, group, None)
-        if self.archive:
-            return _archive_weights(self._weights, found, self.path)
-        name = str(entry["config"]["name"])
-        return _legacy_weights(self._weights, chain[0] if chain else name, name)
+        what = "model.weights.h5 is damaged" if self.archive else "a damaged HDF5 file"
+        with _named(self.path, what):
+            if self.archive:
+                return _archive_weights(self._weights, found, self.path, self._size)
+            name = str(entry["config"]["name"])
+            top = chain[0] if chain else name
+            return _legacy_weights(self._weights, top, name, self.path, self._size)
 
 
 @contextlib.contextmanager
@@ -224,7 +288,7 @@ def open_model(path: str | os.PathLike[str]) -> Iterator[ModelFile]:
     """Open a ``.keras`` or ``.h5`` model file: a :class:`ModelFile` while the block runs.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for
-    anything that is not a Keras model file.
+    anything that is not a readable Keras model file.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -237,11 +301,8 @@ def open_model(path: str | os.PathLike[str]) -> Iterator[ModelFile]:
         return
     h5py = _h5py()
     if h5py.is_hdf5(path):
-        try:
-            with _open_legacy_h5(path, h5py) as model:
-                yield model
-        except OSError as err:
-            raise ValueError(f"{path}: a damaged HDF5 file: {err}") from None
+        with _open_legacy_h5(path, h5py) as model:
+            yield model
         return
     with open(path, "rb") as f:
         head = f.read(16)
@@ -259,10 +320,9 @@ def open_model(path: str | os.PathLike[str]) -> Iterator[ModelFile]:
 @contextlib.contextmanager
 def _open_keras_archive(path: str) -> Iterator[ModelFile]:
     h5py = _h5py()
-    try:
+    size = os.path.getsize(path)
+    with _named(path, "not a readable Keras 3 .keras archive"):
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise ValueError(f"{path}: not a Keras 3 .keras archive (not a zip file)") from None
     with archive:
         names = archive.namelist()
         if "config.json" not in names or "model.weights.h5" not in names:
@@ -271,20 +331,72 @@ def _open_keras_archive(path: str) -> Iterator[ModelFile]:
                 f"model.weights.h5, found {names}"
             )
         try:
-            model = json.loads(archive.read("config.json"))
+            model = json.loads(_member(archive, "config.json", path, size))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: config.json is not valid JSON: {err}") from None
-        try:
-            weights_file = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
-        except (OSError, zipfile.BadZipFile) as err:
-            raise ValueError(
-                f"{path}: model.weights.h5 is not a readable HDF5 file: {err}"
-            ) from None
+        model = _mapping(model, path)
+        data = _member(archive, "model.weights.h5", path, size)
+        check_hdf5_heaps(data, path)
+        with _named(path, "model.weights.h5 is not a readable HDF5 file"):
+            weights_file = h5py.File(io.BytesIO(data), "r")
         with weights_file as weights:
-            yield ModelFile(path, model, weights, True)
+            yield ModelFile(path, model, weights, True, len(data))
 
 
-def _archive_weights(weights: Any, item: _Found, path: str) -> list[np.ndarray]:
+def _mapping(model: Any, path: str) -> dict[str, Any]:
+    if not isinstance(model, dict):
+        raise ValueError(
+            f"{path}: the model config is a JSON {type(model).__name__}, not an object"
+        )
+    return model
+
+
+def _array(dataset: Any, path: str, file_size: int) -> np.ndarray:
+    """A weight dataset's values, after checking that the size it claims fits in the file (an
+    uncompressed dataset) or in what its filters could have expanded."""
+    shape = getattr(dataset, "shape", None)
+    if shape is None:  # not a dataset (a group where a weight should be)
+        raise ValueError(f"{path}: {getattr(dataset, 'name', '?')} is not a weight array")
+    claimed = int(np.prod(shape, dtype=np.float64)) * dataset.dtype.itemsize
+    limit = file_size * (_DEFLATE_RATIO if dataset.compression else 1)
+    if claimed > limit:
+        raise ValueError(
+            f"{path}: weight {dataset.name} claims shape {shape} ({claimed} bytes) in a "
+            f"{file_size}-byte file: the file is damaged"
+        )
+    return np.asarray(dataset)
+
+
+def check_hdf5_heaps(data: bytes | mmap.mmap, path: str) -> None:
+    """Refuse an HDF5 file whose global heap collections (where variable-length strings such as
+    a model config live) are inconsistent: libhdf5 loops forever on some (a zeroed object header
+    inside a collection), so they are checked before it reads them.
+
+    A collection is ``GCOL``, version 1, 3 reserved bytes, its size (8 bytes), then objects:
+    index (2), reference count (2), reserved (4), size (8), the data padded to 8 bytes; object 0
+    is the free space up to the collection's end.
+    """
+    start = data.find(b"GCOL")
+    while start >= 0:
+        if data[start + 4 : start + 8] == b"\x01\0\0\0" and len(data) >= start + 16:
+            (size,) = struct.unpack_from("<Q", data, start + 8)
+            end = start + size
+            at = start + 16
+            while size and end <= len(data) and at + 16 <= end:
+                index, _, _, length = struct.unpack_from("<HHIQ", data, at)
+                if index == 0:
+                    at = end if at + length == end else -1
+                    break
+                at += 16 + -(-length // 8) * 8
+            if size and end <= len(data) and at not in range(end - 15, end + 1):
+                raise ValueError(
+                    f"{path}: a damaged HDF5 file: the global heap collection at byte {start} "
+                    "is inconsistent (its objects do not add up to its size)"
+                )
+        start = data.find(b"GCOL", start + 4)
+
+
+def _archive_weights(weights: Any, item: _Found, path: str, size: int) -> list[np.ndarray]:
     name = item.entry["config"]["name"]
     group_path = (item.weights_path or "").lstrip("/")
     group = weights.get(group_path)
@@ -299,7 +411,7 @@ def _archive_weights(weights: Any, item: _Found, path: str) -> list[np.ndarray]:
             f"it (looked for {item.weights_path}/vars)"
         )
     variables = group["vars"]
-    return [np.asarray(variables[key]) for key in sorted(variables, key=int)]
+    return [_array(variables[key], path, size) for key in sorted(variables, key=int)]
 
 
 def _group_by_name(weights: Any, parent: str, name: str) -> Any:
@@ -312,8 +424,15 @@ def _group_by_name(weights: Any, parent: str, name: str) -> Any:
 
 @contextlib.contextmanager
 def _open_legacy_h5(path: str, h5py: Any) -> Iterator[ModelFile]:
-    with h5py.File(path, "r") as f:
-        raw = f.attrs.get("model_config")
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        check_hdf5_heaps(data, path)
+    with _named(path, "a damaged HDF5 file"):
+        f = h5py.File(path, "r")
+    with f:
+        with _named(path, "a damaged HDF5 file"):
+            raw = f.attrs.get("model_config")
+            root = f.get("model_weights", f)
         if raw is None:
             what = ", ".join(f.keys()) or "nothing"
             raise ValueError(
@@ -324,10 +443,10 @@ def _open_legacy_h5(path: str, h5py: Any) -> Iterator[ModelFile]:
             model = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: model_config is not valid JSON: {err}") from None
-        yield ModelFile(path, model, f.get("model_weights", f), False)
+        yield ModelFile(path, _mapping(model, path), root, False, size)
 
 
-def _legacy_weights(root: Any, top: str, name: str) -> list[np.ndarray]:
+def _legacy_weights(root: Any, top: str, name: str, path: str, size: int) -> list[np.ndarray]:
     """The weights of layer ``name`` under the top-level group ``top``, in ``weight_names``
     order (``.../<name>/<role>`` or ``<role>:0``); ``[]`` when there are none."""
     group = root.get(top)
@@ -338,7 +457,7 @@ def _legacy_weights(root: Any, top: str, name: str) -> list[np.ndarray]:
         weight_name = weight_name.decode() if isinstance(weight_name, bytes) else str(weight_name)
         parts = weight_name.split("/")
         if len(parts) >= 2 and parts[-2] == name:
-            found.append(np.asarray(group[weight_name]))
+            found.append(_array(group[weight_name], path, size))
     return found
 
 
@@ -361,7 +480,9 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, BaseConvTranspose]:
     is not a Keras model with a transposed convolution.
     """
     with open_model(path) as model:
-        found = list(_walk(model.config, (), model.root_group()))
+        what = "config.json" if model.archive else "model_config"
+        with _named(model.path, f"{what} is not a Keras model config"):
+            found = list(_walk(model.config, (), model.root_group()))
         _require(found, model.config, model.path)
         layers: dict[str, BaseConvTranspose] = {}
         for item in found:

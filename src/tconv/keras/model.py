@@ -962,7 +962,12 @@ def load_model(path: str | os.PathLike[str]) -> Model:
         if not is_container(root):
             raise ValueError(f"{file.path}: the file holds a {root.get('class_name')}, not a model")
         builder = _Builder(file)
-        outputs = builder.container(root, (), file.root_group(), None)
+        try:
+            outputs = builder.container(root, (), file.root_group(), None)
+        except (KeyError, TypeError, IndexError, AttributeError) as err:
+            raise ValueError(
+                f"{file.path}: the model config cannot be read ({type(err).__name__}: {err})"
+            ) from None
         graph = Graph(
             builder.nodes,
             builder.inputs,

@@ -614,23 +614,37 @@ def compute_source(spec: Spec, style: str = "fast") -> str:
     return f"#define KERNEL_COUNT {count}\n{act}\n{body}\n#undef KERNEL_COUNT\n{undefs}\n"
 
 
+def c_floats(values: np.ndarray) -> list[str]:
+    """float32 values as exact C literals, read from their bits: ``0x1.8p+1f``, subnormals
+    ``0x0.000002p-126f``, ``0.0f``/``-0.0f``, ``INFINITY``/``-INFINITY``/``NAN`` (which need
+    math.h).  Every float32 bit is kept; quick enough for millions of weights."""
+    return [
+        _literal(b) for b in np.asarray(values, np.float32).reshape(-1).view(np.uint32).tolist()
+    ]
+
+
 def c_float(value: float) -> str:
-    """A float32 value as an exact C literal (hex float; INFINITY/NAN need math.h)."""
-    if math.isnan(value):
-        return "NAN"
-    if math.isinf(value):
-        return "INFINITY" if value > 0 else "-INFINITY"
-    if value == 0:
-        return "-0.0f" if math.copysign(1.0, value) < 0 else "0.0f"
-    text = float(value).hex()  # exact: a float32 is exactly a double
-    mant, exp = text.split("p")
-    mant = mant.rstrip("0").rstrip(".")
-    return f"{mant}p{exp}f"
+    """One float32 value as an exact C literal (see :func:`c_floats`)."""
+    return c_floats(np.array([value], np.float32))[0]
+
+
+def _literal(bits: int) -> str:
+    sign = "-" if bits >> 31 else ""
+    exponent, mantissa = (bits >> 23) & 0xFF, bits & 0x7FFFFF
+    if exponent == 0xFF:
+        return "NAN" if mantissa else f"{sign}INFINITY"
+    if exponent == 0 and mantissa == 0:
+        return f"{sign}0.0f"
+    digits = f"{mantissa << 1:06x}".rstrip("0")  # 23 bits, as 6 hex digits
+    fraction = f".{digits}" if digits else ""
+    if exponent == 0:  # subnormal: mantissa * 2**-149
+        return f"{sign}0x0{fraction}p-126f"
+    return f"{sign}0x1{fraction}p{exponent - 127:+d}f"
 
 
 def weights_source(spec: Spec, blob: np.ndarray) -> str:
     """``NAME_weights.c``: the weight blob as exact literals."""
-    values = [c_float(v) for v in blob.astype(np.float64).tolist()]
+    values = c_floats(blob)
     rows = [", ".join(values[i : i + 6]) for i in range(0, len(values), 6)]
     special = any(v in ("NAN", "INFINITY", "-INFINITY") for v in values)
     head = "#include <math.h>\n" if special else ""
