@@ -125,7 +125,6 @@ def _keras_model_call(item: dict[str, Any]) -> list[str]:
     probe = keras.Model(model.inputs, outputs)
     ys = probe(xs if len(xs) > 1 else xs[0])
     ys = ys if isinstance(ys, (list, tuple)) else [ys]
-    np.savez(
-        Path(item["folder"]) / "y.npz", **{n: np.asarray(y) for n, y in zip(keep, ys, strict=True)}
-    )
+    arrays: dict[str, Any] = {n: np.asarray(y) for n, y in zip(keep, ys, strict=True)}
+    np.savez(Path(item["folder"]) / "y.npz", **arrays)
     return keep
