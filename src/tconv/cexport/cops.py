@@ -216,7 +216,7 @@ def _unary(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
         if cactivations.is_rowwise(name):
             code = cactivations.definitions(name, prefix)
             call = (
-                f"if (y != x0) memcpy(y, x0, sizeof(float) * {count}); "
+                f"if (y != x0) {{ memcpy(y, x0, sizeof(float) * {count}); }} "
                 f"{prefix}_{name}_rows(y, {count // x[-1]}, {x[-1]});"
             )
             return Step(code, call, weights, f"{name} over the last axis", True)
@@ -320,7 +320,7 @@ def _softmax(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     rows, length = _rows(node, node.params["axes"])
     code = cactivations.definitions("softmax", prefix)
     call = (
-        f"if (y != x0) memcpy(y, x0, sizeof(float) * {node.size}); "
+        f"if (y != x0) {{ memcpy(y, x0, sizeof(float) * {node.size}); }} "
         f"{prefix}_softmax_rows(y, {rows}, {length});"
     )
     return Step(code, call, how="softmax over rows", libm=True)
