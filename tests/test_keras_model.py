@@ -399,3 +399,29 @@ def test_missing_and_bad_files(tmp_path):
     (tmp_path / "x.keras").write_bytes(b"hello")
     with pytest.raises(ValueError, match="not a Keras model file"):
         tk.load_model(tmp_path / "x.keras")
+
+
+def test_explain_a_layer_inside_the_model(saved_zoo, tmp_path, capsys):
+    import tconv
+    from tconv import cli
+
+    x, _, paths = saved_zoo["dcgan"]
+    model = tk.load_model(paths["keras"])
+    at = (1, 3, 5, 2)
+    e = tconv.explain(model, x, at, layer="up1")
+    y = model.layer_outputs(x)["up1"]
+    assert_close(np.float32(e.value), y[at], terms=4 * 4 * 32)
+    fed = model.layer_input(x, "up1")
+    assert fed.shape == (2, 8, 8, 32)
+    assert tconv.explain(model.get_layer("up1").op, fed, at).value == e.value
+    with pytest.raises(ValueError, match="'bn1' is a BatchNormalization, not a transposed"):
+        tconv.explain(model, x, at, layer="bn1")
+    with pytest.raises(ValueError, match="layer=NAME"):
+        tconv.explain(model.get_layer("up1").op, fed, at, layer="up1")
+    np.save(tmp_path / "z.npy", x[:1])
+    argv = ["explain", str(paths["keras"]), "--layer", "up1", "--input", str(tmp_path / "z.npy"),
+            "--at", "0,3,5,2", "--json"]
+    assert cli.main(argv) == 0
+    got = json.loads(capsys.readouterr().out)
+    expected = tconv.explain(model, x[:1], (0, 3, 5, 2), layer="up1").value
+    assert got["value"] == pytest.approx(float(expected), rel=1e-6)

@@ -102,18 +102,7 @@ def layer_input(path: str, layer: str, x: np.ndarray) -> np.ndarray | None:
     batch = x[None] if x.shape == item else x
     if batch.shape[1:] != item:
         return None
-    return model_layer_input(model, layer, batch)
-
-
-def model_layer_input(model: Any, layer: str, x: Any) -> np.ndarray:
-    """The input of the transposed convolution ``layer`` (its own layout) when ``model`` runs
-    on ``x``."""
-    found = model.get_layer(layer)
-    if found.op is None:
-        raise ValueError(f"layer {layer!r} is a {found.class_name}, not a transposed convolution")
-    first = model.graph.node(found.nodes[0])
-    values = model.node_outputs(x)
-    return values[first.inputs[0]]
+    return model.layer_input(batch, layer)
 
 
 def inspect_all(args: argparse.Namespace) -> int:

@@ -893,6 +893,19 @@ class Model:
         values = self.node_outputs(x)
         return {name: values[layer.nodes[-1]] for name, layer in self._layers.items()}
 
+    def layer_input(self, x: Any, name: str) -> np.ndarray:
+        """The input that reaches the transposed convolution ``name`` (in its own layout,
+        batch first) when the model runs on ``x``; ``ValueError`` for any other layer."""
+        found = self.get_layer(name)
+        if found.op is None:
+            raise ValueError(
+                f"layer {name!r} is a {found.class_name}, not a transposed convolution; "
+                "transposed convolutions of the model: "
+                f"{[n for n, la in self._layers.items() if la.op is not None]}"
+            )
+        first = self.graph.node(found.nodes[0])
+        return self.node_outputs(x)[first.inputs[0]]
+
     def rows(self) -> list[dict[str, Any]]:
         """One summary row per layer: name, class, output shape, parameters, multiply-adds."""
         shapes = {n.name: n.shape for n in self.graph}
