@@ -154,7 +154,7 @@ static void {prefix}(const float *W, const float *x, float *y)
     const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
     long o;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if({math.prod(outs) * kernel.size} > 1000000L)
 #endif
     for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
         const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
@@ -192,6 +192,82 @@ static void {prefix}(const float *W, const float *x, float *y)
         call += f" {prefix}_{act}_rows(y, {math.prod(node.shape[:-1])}, {cout});"
     parts = [kernel.reshape(-1)] + ([bias.reshape(-1)] if bias is not None else [])
     how = "direct strided convolution (vectorized over output channels)"
+    return Step(
+        code, call, np.concatenate(parts).astype(np.float32), how, cactivations.needs_libm(act)
+    )
+
+
+def _depthwise(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    """One group per input channel (``DepthwiseConv``, a separable convolution's first step):
+    ``y[o, c*M + m] = act(b + sum_taps x[o*s + t*d - lo, c] * w[t, c*M + m])``, the channel
+    loop innermost and contiguous, so that it vectorizes."""
+    p = node.params
+    kernel = node.weights["kernel"]  # (*k, 1, C*M)
+    rank = kernel.ndim - 2
+    cout = kernel.shape[-1]
+    channels = x[-1]
+    mult = cout // channels
+    ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
+    ks, ss, ds = _pad3(kernel.shape[:-2]), _pad3(p["strides"]), _pad3(p["dilation"])
+    los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
+    bias = node.weights.get("bias")
+    act = p["activation"]
+    rowwise = cactivations.is_rowwise(act)
+    store = cactivations.store_expr("linear" if rowwise else act, prefix, "yp[f]")
+    defs = cactivations.definitions("linear" if rowwise else act, prefix)
+    if rowwise:
+        defs += cactivations.definitions(act, prefix)
+    init = "W[KCOUNT + f]" if bias is not None else "0.0f"
+    work = math.prod(outs) * cout * math.prod(ks)
+    code = f"""{defs}
+/* Depthwise convolution: per output pixel, each tap inside the image adds x[pixel, c] *
+ * w[tap, c*M + m] over the contiguous channels (M = {mult} per input channel). */
+static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
+           O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, C = {channels},
+           M = {mult}, COUT = {cout}, KCOUNT = {kernel.size} }};
+    const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
+    const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
+    long o;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if({work} > 1000000L)
+#endif
+    for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
+        const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
+        float *yp = y + o * COUT;
+        int f, a, b, c, ch, m;
+        for (f = 0; f < COUT; ++f) yp[f] = {init};
+        for (a = 0; a < K0; ++a) {{
+            const int i0 = o0 * s0 + a * d0 - p0;
+            if (i0 < 0 || i0 >= I0) continue;
+            for (b = 0; b < K1; ++b) {{
+                const int i1 = o1 * s1 + b * d1 - p1;
+                if (i1 < 0 || i1 >= I1) continue;
+                for (c = 0; c < K2; ++c) {{
+                    const int i2 = o2 * s2 + c * d2 - p2;
+                    const float *xp, *wp;
+                    if (i2 < 0 || i2 >= I2) continue;
+                    xp = x + (((ptrdiff_t)i0 * I1 + i1) * I2 + i2) * C;
+                    wp = W + (ptrdiff_t)((a * K1 + b) * K2 + c) * COUT;
+                    if (M == 1) {{
+                        for (ch = 0; ch < C; ++ch) yp[ch] += xp[ch] * wp[ch];
+                    }} else {{
+                        for (ch = 0; ch < C; ++ch)
+                            for (m = 0; m < M; ++m) yp[ch * M + m] += xp[ch] * wp[ch * M + m];
+                    }}
+                }}
+            }}
+        }}
+        for (f = 0; f < COUT; ++f) yp[f] = {store};
+    }}
+}}
+"""
+    call = f"{prefix}(W, x0, y);"
+    if rowwise:
+        call += f" {prefix}_{act}_rows(y, {math.prod(node.shape[:-1])}, {cout});"
+    parts = [kernel.reshape(-1)] + ([bias.reshape(-1)] if bias is not None else [])
+    how = "depthwise convolution (vectorized over the channels)"
     return Step(
         code, call, np.concatenate(parts).astype(np.float32), how, cactivations.needs_libm(act)
     )
@@ -567,6 +643,8 @@ def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
     if op == "dense":
         return _dense(prefix, node, x)
     if op == "conv":
+        if node.weights["kernel"].shape[-2] == 1 and node.params["groups"] == x[-1] > 1:
+            return _depthwise(prefix, node, x)
         if all(s == 1 for s in node.params["strides"]):
             return _conv_as_transpose(prefix, node, x)
         return _direct_conv(prefix, node, x)
