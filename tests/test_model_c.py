@@ -284,3 +284,15 @@ def test_export_c_command_whole_model(saved, tmp_path, capsys):
         cli.main(["export-c", str(path), "--out", str(tmp_path / "x"), "--style", "reference"]) == 2
     )
     assert "fast style" in capsys.readouterr().err
+
+
+def test_tf_keras_2_h5_model_c_matches_tf_keras(tmp_path):
+    tf_keras = peer("tf_keras")
+    model = zoo.build("pix2pix", tf_keras, seed=SEED)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, *model.input_shape[1:])).astype(np.float32)
+    model.save(tmp_path / "p.h5")
+    loaded = tk.load_model(tmp_path / "p.h5")
+    tconv.export_c(loaded, tmp_path / "c", name="p2p", test_input=x)
+    _against_keras(tmp_path / "c", "p2p", [np.asarray(model(x, training=False))])
+    text = _run(_build(tmp_path / "c", "p2p", SANITIZE), "--canary")
+    assert "PASS" in text and "FAIL" not in text
