@@ -6,9 +6,9 @@ TensorFlow (a ``tf.function`` of the model, intra-op threads 1 and 2) and the TF
 interpreter (XNNPACK on, ``num_threads`` 1 and 2), each peer in a child process
 (:mod:`tconv.isolated`).  Each time is the median over ``repeats`` rounds of the time per
 call of a batch.  Also the memory: tconv's arena (one item) and the TFLite interpreter's
-arena, measured as the address span of its non-constant tensors with the default delegates off
-(XNNPACK keeps its own workspace besides).  Every peer's output is checked against tconv's
-NumPy model.
+arena, measured as the bytes its non-constant tensors occupy (the union of their address
+ranges) with the default delegates off (XNNPACK keeps its own workspace besides).  Every
+peer's output is checked against tconv's NumPy model.
 """
 
 from __future__ import annotations
@@ -133,9 +133,10 @@ def _tflite_order(details: list[dict[str, Any]], xs: list[np.ndarray]) -> list[n
 
 
 def _tflite_arena(tf: Any, flat: bytes, xs: list[np.ndarray]) -> int:
-    """Bytes the TFLite interpreter's arena spans (default delegates off): from the lowest to
-    the highest address of a tensor outside the model's flatbuffer (where the constants stay),
-    inputs and outputs included, for a batch."""
+    """Bytes of memory the TFLite interpreter's tensors occupy (default delegates off): the
+    union of the address ranges of every tensor outside the model's flatbuffer (where the
+    constants stay), inputs and outputs included, for a batch.  Tensors whose lifetimes do not
+    overlap share bytes in TFLite's arena and are counted once."""
     kind = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interp = tf.lite.Interpreter(model_content=flat, experimental_op_resolver_type=kind)
     ins = interp.get_input_details()
@@ -143,8 +144,8 @@ def _tflite_arena(tf: Any, flat: bytes, xs: list[np.ndarray]) -> int:
         if tuple(d["shape"]) != x.shape:
             interp.resize_tensor_input(d["index"], x.shape)
     interp.allocate_tensors()
-    lo, hi = None, None
     constants = np.frombuffer(flat, np.uint8).ctypes.data
+    ranges = []
     for detail in interp.get_tensor_details():
         try:
             view = interp.tensor(detail["index"])()
@@ -153,11 +154,17 @@ def _tflite_arena(tf: Any, flat: bytes, xs: list[np.ndarray]) -> int:
         if not isinstance(view, np.ndarray) or view.nbytes == 0:
             continue
         start = view.ctypes.data
-        if constants <= start < constants + len(flat):
-            continue
-        lo = start if lo is None else min(lo, start)
-        hi = start + view.nbytes if hi is None else max(hi, start + view.nbytes)
-    return 0 if lo is None or hi is None else int(hi - lo)
+        if not constants <= start < constants + len(flat):
+            ranges.append((start, start + view.nbytes))
+    total, end = 0, None
+    for lo, hi in sorted(ranges):
+        if end is None or lo >= end:
+            total += hi - lo
+            end = hi
+        elif hi > end:
+            total += hi - end
+            end = hi
+    return total
 
 
 SUITE = {"dcgan": {"width": 32}, "unet": {"width": 16, "size": 64}}
