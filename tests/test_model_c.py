@@ -296,3 +296,25 @@ def test_tf_keras_2_h5_model_c_matches_tf_keras(tmp_path):
     _against_keras(tmp_path / "c", "p2p", [np.asarray(model(x, training=False))])
     text = _run(_build(tmp_path / "c", "p2p", SANITIZE), "--canary")
     assert "PASS" in text and "FAIL" not in text
+
+
+def test_bench_model_runs_every_peer(saved, tmp_path, capsys):
+    peer("tensorflow")
+    from tconv import cli
+
+    report_path = tmp_path / "r.json"
+    argv = ["bench", "--model", str(saved["autoencoder"][0]), "--repeats", "1", "--json",
+            str(report_path)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "tconv C ms" in text and "TFLite interpreter arena" in text
+    import json
+
+    report = json.loads(report_path.read_text())
+    assert set(report["c_seconds"]) == {"1", "2"}
+    for threads in ("1", "2"):
+        found = report["peers"][threads]
+        assert found["keras_max_abs_vs_tconv"] < 1e-5
+        assert found["tflite_max_abs_vs_tconv"] < 1e-5
+        assert found["tflite_arena_bytes"] > 0
+    assert report["memory"]["arena_bytes"] == report["memory"]["lower_bound_bytes"]
