@@ -419,8 +419,17 @@ def test_explain_a_layer_inside_the_model(saved_zoo, tmp_path, capsys):
     with pytest.raises(ValueError, match="layer=NAME"):
         tconv.explain(model.get_layer("up1").op, fed, at, layer="up1")
     np.save(tmp_path / "z.npy", x[:1])
-    argv = ["explain", str(paths["keras"]), "--layer", "up1", "--input", str(tmp_path / "z.npy"),
-            "--at", "0,3,5,2", "--json"]
+    argv = [
+        "explain",
+        str(paths["keras"]),
+        "--layer",
+        "up1",
+        "--input",
+        str(tmp_path / "z.npy"),
+        "--at",
+        "0,3,5,2",
+        "--json",
+    ]
     assert cli.main(argv) == 0
     got = json.loads(capsys.readouterr().out)
     expected = tconv.explain(model, x[:1], (0, 3, 5, 2), layer="up1").value

@@ -6,8 +6,7 @@ TensorFlow (a ``tf.function`` of the model, intra-op threads 1 and 2) and the TF
 interpreter (XNNPACK on, ``num_threads`` 1 and 2), each peer in a child process
 (:mod:`tconv.isolated`).  Each time is the median over ``repeats`` rounds of the time per
 call of a batch.  Also the memory: tconv's arena (one item) and the TFLite interpreter's
-arena, measured as the bytes its non-constant tensors occupy (the union of their address
-ranges) with the default delegates off (XNNPACK keeps its own workspace besides).  Every
+tensors' memory (:func:`_tflite_memory`; XNNPACK keeps its own workspace besides).  Every
 peer's output is checked against tconv's NumPy model.
 """
 
@@ -115,7 +114,9 @@ def _peer_call(item: dict[str, Any]) -> dict[str, Any]:
         *[interp.get_tensor(d["index"]) for d in outs],
     )
     result["tflite_seconds"] = _median_seconds(run, item["repeats"])
-    result["tflite_arena_bytes"] = _tflite_arena(tf, flat, order)
+    memory = _tflite_memory(tf, flat, order)
+    result["tflite_activation_bytes"] = memory["activations"]
+    result["tflite_total_bytes"] = memory["total"]
     result["tflite_outputs"] = [list(map(int, d["shape"])) for d in outs]
     return result
 
@@ -132,11 +133,23 @@ def _tflite_order(details: list[dict[str, Any]], xs: list[np.ndarray]) -> list[n
     return order
 
 
-def _tflite_arena(tf: Any, flat: bytes, xs: list[np.ndarray]) -> int:
-    """Bytes of memory the TFLite interpreter's tensors occupy (default delegates off): the
-    union of the address ranges of every tensor outside the model's flatbuffer (where the
-    constants stay), inputs and outputs included, for a batch.  Tensors whose lifetimes do not
-    overlap share bytes in TFLite's arena and are counted once."""
+def _union(ranges: list[tuple[int, int]]) -> int:
+    """Bytes covered by the address ranges ``[lo, hi)`` (overlaps counted once)."""
+    total, end = 0, None
+    for lo, hi in sorted(ranges):
+        if end is None or lo >= end:
+            total, end = total + hi - lo, hi
+        elif hi > end:
+            total, end = total + hi - end, hi
+    return total
+
+
+def _tflite_memory(tf: Any, flat: bytes, xs: list[np.ndarray]) -> dict[str, int]:
+    """The memory of the TFLite interpreter's tensors after one invoke (default delegates
+    off), outside the model's flatbuffer (where the constants stay), as the union of their
+    address ranges (tensors that share arena bytes count once): ``activations`` — the named
+    tensors (inputs, outputs, intermediates) — and ``total`` — every tensor, with the unnamed
+    scratch (im2col) and the weights TFLite repacks at allocation."""
     kind = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interp = tf.lite.Interpreter(model_content=flat, experimental_op_resolver_type=kind)
     ins = interp.get_input_details()
@@ -144,8 +157,11 @@ def _tflite_arena(tf: Any, flat: bytes, xs: list[np.ndarray]) -> int:
         if tuple(d["shape"]) != x.shape:
             interp.resize_tensor_input(d["index"], x.shape)
     interp.allocate_tensors()
+    for d, x in zip(ins, xs, strict=True):
+        interp.set_tensor(d["index"], x)
+    interp.invoke()  # dynamic tensors (transposed convolutions' outputs) exist only now
     constants = np.frombuffer(flat, np.uint8).ctypes.data
-    ranges = []
+    named, every = [], []
     for detail in interp.get_tensor_details():
         try:
             view = interp.tensor(detail["index"])()
@@ -154,17 +170,12 @@ def _tflite_arena(tf: Any, flat: bytes, xs: list[np.ndarray]) -> int:
         if not isinstance(view, np.ndarray) or view.nbytes == 0:
             continue
         start = view.ctypes.data
-        if not constants <= start < constants + len(flat):
-            ranges.append((start, start + view.nbytes))
-    total, end = 0, None
-    for lo, hi in sorted(ranges):
-        if end is None or lo >= end:
-            total += hi - lo
-            end = hi
-        elif hi > end:
-            total += hi - end
-            end = hi
-    return total
+        if constants <= start < constants + len(flat):
+            continue
+        every.append((start, start + view.nbytes))
+        if detail["name"]:
+            named.append(every[-1])
+    return {"activations": _union(named), "total": _union(every)}
 
 
 SUITE = {"dcgan": {"width": 32}, "unet": {"width": 16, "size": 64}}
