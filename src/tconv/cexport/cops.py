@@ -347,10 +347,10 @@ def _unary(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     return step
 
 
-def _loop(prefix: str, count: int, expr: str, how: str, decl: str = "") -> Step:
+def _loop(prefix: str, count: int, expr: str, how: str) -> Step:
     code = (
         f"static void {prefix}(const float *x, float *y)\n{{\n    long i;\n"
-        f"    {decl}\n    for (i = 0; i < {count}; ++i) {{\n        const float v = x[i];\n"
+        f"    for (i = 0; i < {count}; ++i) {{\n        const float v = x[i];\n"
         f"        y[i] = {expr};\n    }}\n}}\n"
     )
     return Step(code, f"{prefix}(x0, y);", how=how, libm="expm1f" in expr)

@@ -861,7 +861,6 @@ def verify_model(
         if got.shape[0] == batch and got.shape[1:] == ref.shape[1:]:
             row["max_abs_vs_numpy"] = float(np.max(np.abs(got - ref), initial=0.0))
             fused_err = float(np.max(np.abs(got - fused_values[step.name]), initial=0.0))
-            row["max_abs_vs_numpy"] = max(row["max_abs_vs_numpy"], 0.0)
             passed &= fused_err <= bound and row["max_abs_vs_numpy"] <= bound
         else:
             passed = False

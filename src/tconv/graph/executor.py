@@ -225,15 +225,9 @@ OPS: dict[str, Op] = {
     "layer_norm": _layer_norm,
     "activation": lambda node, xs: _activate(node.params["name"], xs[0]),
     "relu": _relu,
-    "leaky_relu": lambda node, xs: _relu(
-        Node(
-            node.name,
-            "relu",
-            (),
-            {"negative_slope": node.params["negative_slope"], "max_value": None, "threshold": 0.0},
-        ),
-        xs,
-    ),
+    "leaky_relu": lambda node, xs: np.where(
+        xs[0] >= 0, xs[0], np.float32(node.params["negative_slope"]) * xs[0]
+    ).astype(DTYPE),
     "elu": lambda node, xs: np.where(
         xs[0] > 0, xs[0], np.float32(node.params["alpha"]) * np.expm1(np.minimum(xs[0], 0))
     ).astype(DTYPE),

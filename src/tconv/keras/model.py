@@ -697,7 +697,6 @@ def _upsampling(b: _Builder, c: dict[str, Any], w: list[np.ndarray], xs: list[st
 def _pooling(kind: str) -> Handler:
     def handler(b: _Builder, c: dict[str, Any], w: list[np.ndarray], xs: list[str]) -> str:
         name = str(c["name"])
-        first = _data_format(c, name) == "channels_first"
         rank = len(b.shape(xs[0])) - 1
         pool = _ints(c.get("pool_size", 2), rank, "pool_size", name)
         strides = _ints(c.get("strides") or pool, rank, "strides", name)
@@ -710,7 +709,6 @@ def _pooling(kind: str) -> Handler:
                 "pool", [x], {"kind": kind, "pool": pool, "strides": strides, "pads": pads}
             )
 
-        del first
         return _spatial(b, c, xs[0], body)
 
     return handler
