@@ -302,18 +302,15 @@ def table(report: dict[str, Any]) -> str:
             f"{p['tflite_max_abs_vs_tconv']:>17.2e}"
         )
     m = report["memory"]
-    arena = next(
-        (
-            p.get("tflite_arena_bytes")
-            for p in report["peers"].values()
-            if "tflite_arena_bytes" in p
-        ),
-        None,
+    peer: dict[str, Any] = next(
+        (p for p in report["peers"].values() if "tflite_total_bytes" in p), {}
     )
     lines.append(
         f"memory: tconv arena {m['arena_bytes']:,} B per item (lower bound "
-        f"{m['lower_bound_bytes']:,} B; + caller's inputs/outputs {m['inputs_outputs_bytes']:,} B"
-        f" for the batch); TFLite interpreter arena {arena if arena is None else f'{arena:,}'} B"
-        " (inputs and outputs included)"
+        f"{m['lower_bound_bytes']:,} B) + the caller's inputs/outputs "
+        f"{m['inputs_outputs_bytes']:,} B = {m['arena_bytes'] + m['inputs_outputs_bytes']:,} B; "
+        f"TFLite tensors {peer.get('tflite_activation_bytes', 0):,} B (inputs, outputs, "
+        f"intermediates), {peer.get('tflite_total_bytes', 0):,} B with its scratch and "
+        "repacked weights"
     )
     return "\n".join(lines)
