@@ -151,7 +151,7 @@ def _dtype_check(config: dict[str, Any], layer: str) -> None:
         )
 
 
-_NOISE = ("name", "trainable", "dtype", "seed")
+_NOISE = ("name", "trainable", "dtype", "seed", "quantization_config")
 
 
 def _detail(config: dict[str, Any]) -> str:
