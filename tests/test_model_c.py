@@ -325,3 +325,21 @@ def test_bench_model_runs_every_peer(saved, tmp_path, capsys):
         assert found["tflite_max_abs_vs_tconv"] < 1e-5
         assert 0 < found["tflite_activation_bytes"] <= found["tflite_total_bytes"]
     assert report["memory"]["arena_bytes"] == report["memory"]["lower_bound_bytes"]
+
+
+def test_strided_convolutions_run_on_space_to_depth(saved):
+    """pix2pix's stride-2 4x4 convolutions become space-to-depth + stride-1 2x2 ones (the
+    same values: the C tests above run them against Keras); a 1x1 stride-2 one (4x the
+    multiply-adds that way) stays a direct loop."""
+    fused = build_export(tk.load_model(saved["pix2pix"][0]).graph, "p").graph
+    s2d = [n for n in fused if n.op == "space_to_depth"]
+    assert [n.name for n in s2d] == [
+        "down0/space_to_depth",
+        "down1/space_to_depth",
+        "down2/space_to_depth",
+    ]
+    conv = fused.node("down0")
+    assert conv.params["strides"] == (1, 1) and conv.weights["kernel"].shape[:2] == (2, 2)
+    unet = build_export(tk.load_model(saved["unet"][0]).graph, "u").graph
+    assert unet.node("down0_res").params["strides"] == (2, 2)
+    assert "stem/space_to_depth" in unet.names()

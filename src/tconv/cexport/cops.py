@@ -633,6 +633,30 @@ def _global_pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     return Step(code, f"{prefix}(x0, y);", how=f"global {node.params['kind']} pooling", libm=is_max)
 
 
+def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    p = node.params
+    rank = len(x) - 1
+    block, los = _pad3(p["block"]), [0] * (3 - rank) + list(p["pads"])
+    src = [f"o{a} * {block[a]} + r{a} - {los[a]}" for a in range(3)]
+    outside = " || ".join(f"i{a} < 0 || i{a} >= I{a}" for a in range(3))
+    body = f"""        int r0, r1, r2;
+        for (r0 = 0; r0 < {block[0]}; ++r0)
+        for (r1 = 0; r1 < {block[1]}; ++r1)
+        for (r2 = 0; r2 < {block[2]}; ++r2) {{
+            const int i0 = {src[0]}, i1 = {src[1]}, i2 = {src[2]};
+            float *dst = yp + ((r0 * {block[1]} + r1) * {block[2]} + r2) * C;
+            if ({outside}) memset(dst, 0, sizeof(float) * C);
+            else memcpy(dst, {_xp("i0", "i1", "i2")}, sizeof(float) * C);
+        }}"""
+    step = _spatial_loop(prefix, node, x, body, f"space-to-depth by {tuple(p['block'])}")
+    # the loop's pixel pointer steps by the output's channels (block * C)
+    step.code = step.code.replace(
+        "float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * C;",
+        f"float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * {node.shape[-1]};",
+    )
+    return step
+
+
 def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
     """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
     ``prefix``.  Raises ``ValueError`` naming the layer for what the C export cannot do."""
@@ -670,4 +694,6 @@ def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
         return _pad_or_crop(prefix, node, x)
     if op == "global_pool":
         return _global_pool(prefix, node, x)
+    if op == "space_to_depth":
+        return _space_to_depth(prefix, node, x)
     raise ValueError(f"layer {node.layer!r} ({node.layer_class}): op {op!r} has no C export")

@@ -825,6 +825,8 @@ def verify_model(
     if use_keras and path:
         for step in ex.plan.steps:
             rep = _represents(ex.graph, step)
+            if rep not in values:  # a node the export added (space-to-depth)
+                continue
             node = graph.node(rep)
             last = [n.name for n in graph if n.layer == node.layer][-1]
             if last == rep:
@@ -844,15 +846,15 @@ def verify_model(
         rep = _represents(ex.graph, step)
         got = np.stack(traced.get(i, [])) if traced.get(i) else np.zeros((0, *step.shape))
         got = got.reshape(-1, *step.shape) if got.size else got
-        ref = values[rep]
+        ref = values[rep] if rep in values else fused_values[rep]  # export-time nodes
         scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
         bound = 1e-5 * scale + ex.terms * float(np.finfo(np.float32).eps) * scale
         row: dict[str, Any] = {
             "step": i,
             "node": step.name,
             "value_of": rep,
-            "layer": graph.node(rep).layer,
-            "class": graph.node(rep).layer_class,
+            "layer": ex.graph.node(rep).layer,
+            "class": ex.graph.node(rep).layer_class,
             "values": int(ref.size),
             "max_abs_vs_numpy": None,
             "max_abs_vs_keras": None,

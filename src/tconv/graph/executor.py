@@ -201,6 +201,25 @@ def _crop(node: Node, xs: list[np.ndarray]) -> np.ndarray:
     return xs[0][tuple(index)]
 
 
+def _space_to_depth(node: Node, xs: list[np.ndarray]) -> np.ndarray:
+    x = xs[0]
+    p = node.params
+    rank = x.ndim - 2
+    outs = node.shape[:-1]
+    pads = []
+    for n, s, lo, m in zip(x.shape[1:-1], p["block"], p["pads"], outs, strict=True):
+        pads.append((lo, max(0, s * m - n - lo)))
+    x = _pad(x, pads)
+    keep = [slice(None)] + [slice(0, s * m) for s, m in zip(p["block"], outs, strict=True)]
+    x = x[tuple(keep)]
+    split = [x.shape[0]]
+    for s, m in zip(p["block"], outs, strict=True):
+        split += [m, s]
+    x = x.reshape(*split, x.shape[-1])
+    order = [0, *(1 + 2 * a for a in range(rank)), *(2 + 2 * a for a in range(rank)), 2 * rank + 1]
+    return np.ascontiguousarray(x.transpose(order)).reshape(x.shape[0], *node.shape)
+
+
 def _merge(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Op:
     def run(node: Node, xs: list[np.ndarray]) -> np.ndarray:
         y = xs[0]
@@ -247,6 +266,7 @@ OPS: dict[str, Op] = {
     "average": _average,
     "maximum": _merge(np.maximum),
     "minimum": _merge(np.minimum),
+    "space_to_depth": _space_to_depth,
     "rescale": lambda node, xs: (xs[0] * node.params["scale"] + node.params["offset"]).astype(
         DTYPE
     ),

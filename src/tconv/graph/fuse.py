@@ -1,5 +1,6 @@
-"""Export-time rewrites of a graph: BatchNormalization folded into the convolution or dense layer
-before it, element-wise activations fused into its store.
+"""Export-time rewrites of a graph: strided convolutions as stride-1 ones on a space-to-depth
+input, BatchNormalization folded into the convolution or dense layer before it, element-wise
+activations fused into its store.
 
 :func:`fuse` returns a new graph computing the same values: a folded or fused node becomes an
 ``identity`` of the node it went into (so every node name still exists and the executor still
@@ -9,6 +10,7 @@ runs the graph), and that node gets the new weights or activation and a note say
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 
@@ -101,19 +103,94 @@ def _fold(producer: Node, bn: Node) -> None:
         }
 
 
+MAX_INFLATION = 2.0
+"""A strided convolution becomes space-to-depth + stride-1 when that multiplies its
+multiply-adds (the zero taps of the rearranged kernel) by at most this much."""
+
+
+def _space_to_depth(node: Node, x: tuple[int, ...]) -> list[Node] | None:
+    """A strided convolution (groups 1, no dilation) as a ``space_to_depth`` node and a
+    stride-1 valid convolution of kernel ``ceil(k/s)`` on ``prod(s)*C`` channels, or None.
+
+    With ``j = j'*s + r``: ``y[o] = sum_j xpad[o*s + j] w[j] = sum_j' x'[o + j', r] w'[j', r]``
+    where ``x'[i, r] = xpad[i*s + r]`` and ``w'[j', r] = w[j'*s + r]`` (0 past the kernel)."""
+    p = node.params
+    strides, kernel = p["strides"], node.weights["kernel"]
+    if p["groups"] != 1 or any(d != 1 for d in p["dilation"]) or all(s == 1 for s in strides):
+        return None
+    rank = kernel.ndim - 2
+    ks = kernel.shape[:-2]
+    kp = [-(-k // s) for k, s in zip(ks, strides, strict=True)]
+    if math.prod(k * s for k, s in zip(kp, strides, strict=True)) > MAX_INFLATION * math.prod(ks):
+        return None
+    outs = node.shape[:-1]
+    sizes = [o + k - 1 for o, k in zip(outs, kp, strict=True)]
+    channels, filters = kernel.shape[-2:]
+    block = math.prod(strides)
+    s2d = Node(
+        f"{node.name}/space_to_depth",
+        "space_to_depth",
+        node.inputs,
+        {
+            "block": tuple(strides),
+            "pads": tuple(lo for lo, _ in p["pads"]),
+            "shape": (*sizes, block * channels),
+        },
+        layer=node.layer,
+        layer_class=node.layer_class,
+        shape=(*sizes, block * channels),
+        note=f"the input of the stride-{tuple(strides)} convolution rearranged: each "
+        f"{'x'.join(map(str, strides))} block of pixels becomes one pixel of {block} x "
+        f"{channels} channels",
+        detail=node.detail,
+    )
+    w = np.pad(
+        kernel,
+        [(0, k * s - kk) for k, s, kk in zip(kp, strides, ks, strict=True)] + [(0, 0), (0, 0)],
+    )
+    split = []
+    for k, s in zip(kp, strides, strict=True):
+        split += [k, s]
+    w = w.reshape(*split, channels, filters)
+    order = [
+        *(2 * a for a in range(rank)),
+        *(2 * a + 1 for a in range(rank)),
+        2 * rank,
+        2 * rank + 1,
+    ]
+    w = np.ascontiguousarray(w.transpose(order)).reshape(*kp, block * channels, filters)
+    conv = copy.copy(node)
+    conv.inputs = (s2d.name,)
+    conv.params = {**p, "strides": (1,) * rank, "pads": [(0, 0)] * rank}
+    conv.weights = {**node.weights, "kernel": w.astype(np.float32)}
+    what = f"stride-{tuple(strides)} convolution run as a stride-1 one on the space-to-depth input"
+    conv.note = f"{conv.note}; {what}" if conv.note else what
+    return [s2d, conv]
+
+
+def _rewrite_strided(graph: Graph) -> list[Node]:
+    nodes: list[Node] = []
+    shapes = {n.name: n.shape for n in graph}
+    for node in graph:
+        pair = _space_to_depth(node, shapes[node.inputs[0]]) if node.op == "conv" else None
+        nodes.extend(pair or [node])
+    return nodes
+
+
 def fuse(graph: Graph) -> Graph:
-    """The graph with BatchNormalization folds and activation fusions applied (a copy).
+    """The graph with strided convolutions rewritten, BatchNormalization folds and activation
+    fusions applied (a copy).
 
     A node is folded or fused into the producer it reads when the tensors between them have
     no other reader and are no graph output, the normalization is on the channel axis, and the
     producer's activation is still linear.
     """
-    nodes = [copy.copy(n) for n in graph.nodes]
+    nodes = [copy.copy(n) for n in _rewrite_strided(graph)]
     for n in nodes:
         n.params = dict(n.params)
         n.weights = dict(n.weights)
     by_name = {n.name: n for n in nodes}
-    readers = graph.readers()
+    readers = Graph(nodes, list(graph.inputs), list(graph.outputs), graph.name).readers()
     outputs = set(graph.outputs)
 
     def producer_of(name: str) -> Node | None:

@@ -28,6 +28,8 @@ canonical op).  A node computes one tensor from the tensors of the nodes it name
 ``concat``          ``axis`` (an item axis, ``>= 0``)
 ``add`` ...         ``add``, ``subtract``, ``multiply``, ``average``, ``maximum``, ``minimum``
 ``rescale``         ``scale``, ``offset`` (arrays broadcast against the item)
+``space_to_depth``  ``block`` and ``pads`` (zeros before) per spatial axis, ``shape`` (the
+                    output item): ``y[i, (r, c)] = x_padded[i*block + r, c]`` (export-time)
 =================== ============================================================================
 
 Axes in ``params`` count the item's axes (no batch axis).
@@ -71,6 +73,7 @@ OPS = (
     "maximum",
     "minimum",
     "rescale",
+    "space_to_depth",
 )
 MERGES = ("add", "subtract", "multiply", "average", "maximum", "minimum")
 ALIASES = ("identity", "reshape")
@@ -236,6 +239,8 @@ def output_shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
             return tuple(int(v) for v in p["op"].output_shape((1, *x))[1:])
         except ValueError as err:
             raise fail(str(err)) from None
+    if op == "space_to_depth":
+        return tuple(p["shape"])
     if op == "reshape":
         if math.prod(p["shape"]) != math.prod(x):
             raise fail(f"cannot reshape {math.prod(x)} elements to {tuple(p['shape'])}")
