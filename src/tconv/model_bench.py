@@ -1,7 +1,8 @@
 """``tconv bench --model MODEL``: a whole Keras model's exported C against Keras and TFLite.
 
 In one run: the model's C (:func:`tconv.cexport.export_c`, built with ``-O3 -march=native
--ffp-contract=fast -fopenmp``, timed by its own harness, ``OMP_NUM_THREADS`` 1 and 2), Keras on
+-ffp-contract=fast -fopenmp``, timed by its own harness, ``OMP_NUM_THREADS`` 1 and 2 with
+``OMP_WAIT_POLICY=passive``), Keras on
 TensorFlow (a ``tf.function`` of the model, intra-op threads 1 and 2) and the TFLite float32
 interpreter (XNNPACK on, ``num_threads`` 1 and 2), each peer in a child process
 (:mod:`tconv.isolated`).  Each time is the median over ``repeats`` rounds of the time per
