@@ -284,6 +284,30 @@ def test_export_c_command_whole_model(saved, tmp_path, capsys):
         cli.main(["export-c", str(path), "--out", str(tmp_path / "x"), "--style", "reference"]) == 2
     )
     assert "fast style" in capsys.readouterr().err
+    import json
+
+    x = saved["vae_decoder"][1]
+    np.save(tmp_path / "x.npy", x)
+    argv = [
+        "export-c",
+        str(path),
+        "--out",
+        str(tmp_path / "j"),
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--name",
+        "vae",
+        "--json",
+    ]
+    assert cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["name"] == "vae" and summary["memory"]["arena_bytes"] > 0
+    assert [r["class"] for r in summary["graph"]][-1] == "Conv2DTranspose"
+    assert np.array_equal(np.fromfile(tmp_path / "j" / "vae_in0.bin", "<f4"), x.reshape(-1))
+    assert cli.main(["inspect", str(path), "--all", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in found["layers"]][:2] == ["z", "dense"]
+    assert found["memory"]["arena_bytes"] == summary["memory"]["arena_bytes"]
 
 
 def test_tf_keras_2_h5_model_c_matches_tf_keras(tmp_path):
