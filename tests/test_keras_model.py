@@ -434,3 +434,14 @@ def test_explain_a_layer_inside_the_model(saved_zoo, tmp_path, capsys):
     got = json.loads(capsys.readouterr().out)
     expected = tconv.explain(model, x[:1], (0, 3, 5, 2), layer="up1").value
     assert got["value"] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_keras_ops_in_a_functional_model_are_refused(tmp_path):
+    """``x * 2.0`` in a functional model is a keras.ops Multiply, not the Multiply layer: its
+    constant is no tensor, so tconv refuses it rather than computing something else."""
+    keras = peer("keras")
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3, name="d")(inp) * 2.0)
+    model.save(tmp_path / "o.keras")
+    with pytest.raises(ValueError, match=r"is a Multiply operation \(keras.src.ops"):
+        tk.load_model(tmp_path / "o.keras")

@@ -274,6 +274,10 @@ class _Builder:
         handler = _HANDLERS.get(class_name)
         config = entry.get("config") or {}
         name = str(config.get("name"))
+        module = str(entry.get("module") or "")
+        if ".ops" in module:  # a keras.ops call in a functional model (x + 1, ops.mean(x), ...)
+            handler = None
+            class_name = f"{class_name} operation ({module})"
         if handler is None:
             raise ValueError(
                 f"{self.file.path}: layer {name!r} is a {class_name}, which tconv does not "
