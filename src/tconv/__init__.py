@@ -30,6 +30,7 @@ _MODULES = (
     "cexport",
     "explanation",
     "geometry",
+    "graph",
     "jax",
     "kernels",
     "keras",

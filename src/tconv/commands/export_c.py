@@ -19,7 +19,11 @@ vectors from tconv's engine, Makefile, CMakeLists.txt and README.md.  The layer 
 model file (MODEL --layer NAME) or Keras-style parameters (--input-shape 8,8,1024 --filters 512
 --kernel-size 3 --strides 2 --padding same) with --seed or --weights w.npz.  --verify compiles
 and runs the test ($CC, cc, gcc or clang) and compares with Keras when it is installed.
-`tconv export-c --runtime DIR` writes the runtime library tconv.h/tconv.c instead."""
+`tconv export-c --runtime DIR` writes the runtime library tconv.h/tconv.c instead.
+`tconv export-c MODEL --out DIR` (a Keras file, no --layer) writes the whole model: one call
+per layer, every intermediate in one arena planned by liveness (NAME_ARENA_BYTES); --verify
+prints a per-layer table against tconv's NumPy model and Keras; --input x.npy (or .npz, one
+array per input) gives the test vectors."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     explain.add_layer_arguments(parser)
     c = parser.add_argument_group("export")
     c.add_argument("--out", metavar="DIR", help="folder to write (new or empty)")
-    c.add_argument("--name", default="tconv_layer", help="C name prefix (default tconv_layer)")
+    c.add_argument("--name", help="C name prefix (default tconv_layer; model for a whole model)")
     c.add_argument(
         "--style",
         choices=("fast", "reference", "scatter"),
@@ -82,6 +86,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise ValueError("give --out DIR (the folder to write) or --runtime DIR")
+    if args.model and not args.layer and not args.model.lower().endswith(".onnx"):
+        from .model import export_c as export_model
+
+        return export_model(args)  # the whole model
+    args.name = args.name or "tconv_layer"
     layer, x = explain.load(args, args.model)
     files = cexport.export_c(
         layer,

@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="a .keras, .h5, .onnx or .tflite model file")
     parser.add_argument("--json", action="store_true", help="print the layers as JSON")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every layer of a Keras model (name, class, output shape, parameters, "
+        "multiply-adds) and the memory plan of its C export",
+    )
     parser.set_defaults(func=main)
 
 
@@ -181,6 +187,12 @@ def table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COL
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.all:
+        if is_onnx(args.model) or is_tflite(args.model):
+            raise ValueError("--all reads Keras .keras/.h5 models (ONNX, TFLite graphs: not yet)")
+        from .model import inspect_all
+
+        return inspect_all(args)
     if is_tflite(args.model):
         from .. import tflite
 

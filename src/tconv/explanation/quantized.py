@@ -274,13 +274,15 @@ class QuantizedExplanation:
         )
 
 
-def explain(layer: Any, x: Any, at: Sequence[int]) -> Explanation | QuantizedExplanation:
-    """Explain ``layer(x)[at]``: :class:`QuantizedExplanation` for a quantized layer (``x``
-    quantized, or float to be quantized by the layer's input quantization), else the float
-    :func:`tconv.explanation.core.explain`."""
-    if isinstance(layer, QuantizedTransposeConv):
-        return QuantizedExplanation(layer, x, at)
-    return explain_float(layer, x, at)
+def explain(
+    op: Any, x: Any, at: Sequence[int], /, layer: str | None = None
+) -> Explanation | QuantizedExplanation:
+    """Explain ``op(x)[at]``: :class:`QuantizedExplanation` for a quantized op (``x``
+    quantized, or float to be quantized by the op's input quantization), else the float
+    :func:`tconv.explanation.core.explain` (layers, and ``layer`` inside a model)."""
+    if isinstance(op, QuantizedTransposeConv) and layer is None:
+        return QuantizedExplanation(op, x, at)
+    return explain_float(op, x, at, layer=layer)
 
 
 explain.__doc__ = (explain.__doc__ or "") + "\n\n" + (explain_float.__doc__ or "")
