@@ -49,6 +49,11 @@ def test_explain_vectors_export(
     assert main(["explain", str(path), "--at", "0,3,4,2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["kind"] == "16x8" and data["at"] == [0, 3, 4, 2]
+    x = np.random.default_rng(0).normal(0, 1, (1, 4, 4, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["explain", str(path), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
+    (layer,) = load_layers(path).values()
+    assert json.loads(capsys.readouterr().out)["value"] == layer(layer.quantize(x))[0, 4, 4, 2]
     assert main(["explain", str(path), "--html", str(tmp_path / "p.html")]) != 0
     assert "a quantized op is explained as text" in capsys.readouterr().err
     out = tmp_path / "vec"

@@ -271,6 +271,17 @@ class QuantizedTransposeConv:
         return _frozen(bias)
 
     @property
+    def rank(self) -> int:
+        """Number of spatial axes."""
+        return self.geometry.rank
+
+    def spatial_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """The spatial part of an input shape ``(N, *in_shape, C)`` (checked: the op's shapes
+        are fixed)."""
+        self.output_shape(input_shape)
+        return tuple(input_shape[1:-1])
+
+    @property
     def strides(self) -> tuple[int, ...]:
         return tuple(a.stride for a in self.geometry.axes)
 

@@ -220,7 +220,7 @@ def load(args: argparse.Namespace, model: str | None) -> tuple[Any, np.ndarray]:
         args.input_shape = ",".join(map(str, _npy(args.input, "--input", ".npy").shape[1:]))
     layer = _from_model(model, args.layer) if model else _from_parameters(args, rng)
     fed = None
-    if args.input and model and args.layer and not model.lower().endswith(".onnx"):
+    if args.input and model and args.layer and not model.lower().endswith((".onnx", ".tflite")):
         from .model import layer_input
 
         fed = layer_input(model, args.layer, _npy(args.input, "--input", ".npy"))

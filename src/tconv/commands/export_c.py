@@ -86,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise ValueError("give --out DIR (the folder to write) or --runtime DIR")
-    if args.model and not args.layer and not args.model.lower().endswith(".onnx"):
+    if args.model and not args.layer and not args.model.lower().endswith((".onnx", ".tflite")):
         from .model import export_c as export_model
 
         return export_model(args)  # the whole model
