@@ -12,7 +12,17 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tconv"
 HEAVY = ("tensorflow", "keras", "tf_keras", "torch", "jax", "onnx", "onnxruntime", "matplotlib")
-PUBLIC = ("keras", "torch", "onnx", "jax", "layouts", "explanation", "cexport", "kernels")
+PUBLIC = (
+    "keras",
+    "torch",
+    "onnx",
+    "jax",
+    "layouts",
+    "explanation",
+    "cexport",
+    "kernels",
+    "tflite",
+)
 
 
 def _run(code: str) -> dict:

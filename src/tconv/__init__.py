@@ -30,6 +30,7 @@ _MODULES = (
     "cexport",
     "explanation",
     "geometry",
+    "graph",
     "jax",
     "kernels",
     "keras",
@@ -37,6 +38,8 @@ _MODULES = (
     "layouts",
     "onnx",
     "ops",
+    "quant",
+    "tflite",
     "torch",
 )
 

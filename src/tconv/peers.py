@@ -20,7 +20,7 @@ import numpy as np
 
 from .isolated import run_each
 
-__all__ = ["KerasCall", "PeerError", "keras_outputs"]
+__all__ = ["KerasCall", "PeerError", "keras_layer_outputs", "keras_outputs"]
 
 
 class PeerError(RuntimeError):
@@ -85,3 +85,46 @@ def _keras_call(item: dict[str, Any]) -> list[int]:
     y = np.asarray(layer(x))
     np.save(f"{base}-y.npy", y)
     return list(y.shape)
+
+
+def keras_layer_outputs(
+    path: str, xs: Sequence[np.ndarray], names: Sequence[str], timeout: float = 600.0
+) -> dict[str, np.ndarray] | str:
+    """The outputs of the layers ``names`` of the Keras model file ``path`` on the inputs
+    ``xs``, computed by Keras in a child process as ``keras.Model(model.inputs, [outputs])``
+    (TensorFlow's Eigen kernels, ``TF_ENABLE_ONEDNN_OPTS=0``, unless the environment says
+    otherwise): ``{name: array}`` for the layers Keras can reach from the model's inputs
+    (nested models' layers cannot be), or a sentence saying why Keras gave nothing."""
+    with tempfile.TemporaryDirectory(prefix="tconv-keras-") as folder:
+        np.savez(Path(folder) / "x.npz", *xs)
+        item = {"path": str(path), "names": list(names), "folder": folder}
+        (outcome,) = run_each("tconv.peers:_keras_model_call", [item], timeout=timeout)
+        if outcome["status"] != "ok":
+            return _why(outcome)
+        with np.load(Path(folder) / "y.npz") as data:
+            return {k: data[k] for k in data.files}
+
+
+def _keras_model_call(item: dict[str, Any]) -> list[str]:
+    """In the child: every reachable layer output of the model file, written to ``y.npz``."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import keras
+
+    model = keras.saving.load_model(item["path"], compile=False)
+    with np.load(Path(item["folder"]) / "x.npz") as data:
+        xs = [data[f"arr_{i}"] for i in range(len(data.files))]
+    keep, outputs = [], []
+    for name in item["names"]:
+        try:
+            outputs.append(model.get_layer(name).output)
+        except (ValueError, AttributeError):  # inside a nested model: not reachable
+            continue
+        keep.append(name)
+    probe = keras.Model(model.inputs, outputs)
+    ys = probe(xs if len(xs) > 1 else xs[0])
+    ys = ys if isinstance(ys, (list, tuple)) else [ys]
+    arrays: dict[str, Any] = {n: np.asarray(y) for n, y in zip(keep, ys, strict=True)}
+    np.savez(Path(item["folder"]) / "y.npz", **arrays)
+    return keep

@@ -12,6 +12,8 @@ from .. import ops
 from ..kernels import emit
 from ..kernels.spec import Spec
 from ..layer import TransposedConv
+from ..quant import QuantizedTransposeConv
+from . import quantized
 from .spec import from_layer
 
 WEIGHTS_MODES = ("inline", "file")
@@ -476,7 +478,7 @@ def expected_output(layer: TransposedConv, x: np.ndarray) -> np.ndarray:
 
 
 def export_c(
-    layer: TransposedConv,
+    layer: TransposedConv | QuantizedTransposeConv,
     out_dir: str | Path,
     *,
     name: str = "tconv_layer",
@@ -505,7 +507,23 @@ def export_c(
             random items (uniform in [-1, 1)) and tconv's output for them.
         test_input: the test vectors' input instead, ``(N, *input_shape)``.
         force: write into a non-empty folder.
+
+    A :class:`tconv.quant.QuantizedTransposeConv` (int8, 16x8) gets integer-only C instead
+    (:mod:`tconv.cexport.quantized`): ``int NAME(const int8_t *input, int8_t *output, int
+    batch)`` (``int16_t`` for 16x8), bit-exact; its test vectors add all-minimum, all-maximum
+    and alternating items to ``batch`` random ones.
     """
+    if isinstance(layer, QuantizedTransposeConv):
+        files = quantized.project_files(
+            layer, name=name, style=style, weights=weights, batch=batch, seed=seed,
+            test_input=test_input, input_shape=input_shape,
+        )  # fmt: skip
+        folder = prepare_dir(out_dir, force)
+        for fname, content in files.items():
+            (folder / fname).write_bytes(
+                content if isinstance(content, bytes) else content.encode()
+            )
+        return [folder / fname for fname in files]
     spec = from_layer(layer, input_shape, name)
     emit.check_style(style)
     if weights not in WEIGHTS_MODES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .. import benchmark
@@ -39,6 +40,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"sleep before every timed round, so that the previous path's threads park "
         f"(default {benchmark.COOL_DOWN}, quick 0)",
     )
+    parser.add_argument(
+        "--tflite",
+        action="store_true",
+        help="instead: the quantized seed layer, tconv's integer C against TFLite's optimized "
+        "int8 kernels (XNNPACK and builtin), 1 thread each (needs TensorFlow and a C compiler)",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="a Keras .keras/.h5 model: its exported C at 1 and 2 threads vs Keras (TensorFlow) "
+        "and TFLite (XNNPACK), and its arena vs TFLite's",
+    )
+    parser.add_argument("--batch", type=int, default=1, help="batch of --model (default 1)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PNG", help="write a bar chart (log scale)")
     parser.set_defaults(func=main)
@@ -53,6 +67,17 @@ def main(args: argparse.Namespace) -> int:
         cool_down = 0.0 if args.quick else benchmark.COOL_DOWN
     if cool_down < 0:
         raise ValueError(f"--cool-down must be >= 0 seconds, got {cool_down}")
+    if args.tflite:
+        from .. import benchmark_tflite
+
+        result = benchmark_tflite.run(repeats=max(repeats, 5), seed=args.seed)
+        print(benchmark_tflite.table(result))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=2)
+        return 0 if result["c_bit_exact"] else 1
+    if args.model:
+        return _model(args, repeats)
     if args.case:
         cases = tuple(benchmark.parse_case(text) for text in args.case)
     else:
@@ -67,3 +92,18 @@ def main(args: argparse.Namespace) -> int:
     for line in bad:
         print(f"tconv bench: disagreement or failure: {line}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _model(args: argparse.Namespace, repeats: int) -> int:
+    import json
+
+    from .. import model_bench
+
+    if args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    report = model_bench.bench_model(args.model, args.batch, repeats, args.seed)
+    print(model_bench.table(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return 0

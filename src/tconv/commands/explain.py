@@ -87,7 +87,8 @@ def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
         "--input",
         metavar="NPY",
         help=".npy input in the layer's layout (batch axis optional; without --input-shape "
-        "the file must have it)",
+        "the file must have it); with MODEL --layer NAME, an input of the model's input shape "
+        "is the model's input: the layer explains what the model feeds it",
     )
 
 
@@ -218,7 +219,14 @@ def load(args: argparse.Namespace, model: str | None) -> tuple[Any, np.ndarray]:
         # Without --input-shape the file gives it: (batch, *spatial, channels).
         args.input_shape = ",".join(map(str, _npy(args.input, "--input", ".npy").shape[1:]))
     layer = _from_model(model, args.layer) if model else _from_parameters(args, rng)
-    if args.input:
+    fed = None
+    if args.input and model and args.layer and not model.lower().endswith((".onnx", ".tflite")):
+        from .model import layer_input
+
+        fed = layer_input(model, args.layer, _npy(args.input, "--input", ".npy"))
+    if fed is not None:
+        x = fed
+    elif args.input:
         x = _input(args.input, layer, None if model else layer.input_shape)
     else:
         if layer.input_shape is None:
@@ -271,13 +279,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def write_outputs(e: Any, args: argparse.Namespace) -> list[str]:
     """The files the options ask for; returns their descriptions."""
-    from ..explanation import page
+    from ..explanation import QuantizedExplanation, page
 
     written = []
+    wants_plots = args.png or args.svg or args.gif or args.gather_gif
+    if isinstance(e, QuantizedExplanation) and (args.html or wants_plots):
+        raise ValueError(
+            "--html/--png/--svg/--gif/--gather-gif draw float layers; a quantized op is "
+            "explained as text or --json"
+        )
     if args.html:
         page.write(args.html, e.layer, e.x, e.at)
         written.append(f"interactive page: {args.html}")
-    wants_plots = args.png or args.svg or args.gif or args.gather_gif
     if wants_plots:
         from ..explanation import plots
 

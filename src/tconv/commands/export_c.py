@@ -19,7 +19,11 @@ vectors from tconv's engine, Makefile, CMakeLists.txt and README.md.  The layer 
 model file (MODEL --layer NAME) or Keras-style parameters (--input-shape 8,8,1024 --filters 512
 --kernel-size 3 --strides 2 --padding same) with --seed or --weights w.npz.  --verify compiles
 and runs the test ($CC, cc, gcc or clang) and compares with Keras when it is installed.
-`tconv export-c --runtime DIR` writes the runtime library tconv.h/tconv.c instead."""
+`tconv export-c --runtime DIR` writes the runtime library tconv.h/tconv.c instead.
+`tconv export-c MODEL --out DIR` (a Keras file, no --layer) writes the whole model: one call
+per layer, every intermediate in one arena planned by liveness (NAME_ARENA_BYTES); --verify
+prints a per-layer table against tconv's NumPy model and Keras; --input x.npy (or .npz, one
+array per input) gives the test vectors."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,11 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", nargs="?", metavar="MODEL", help="a .keras or .h5 model file")
+    parser.add_argument(
+        "model", nargs="?", metavar="MODEL", help="a .keras, .h5, .onnx or .tflite model file"
+    )
     explain.add_layer_arguments(parser)
     c = parser.add_argument_group("export")
     c.add_argument("--out", metavar="DIR", help="folder to write (new or empty)")
-    c.add_argument("--name", default="tconv_layer", help="C name prefix (default tconv_layer)")
+    c.add_argument("--name", help="C name prefix (default tconv_layer; model for a whole model)")
     c.add_argument(
         "--style",
         choices=("fast", "reference", "scatter"),
@@ -80,6 +86,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise ValueError("give --out DIR (the folder to write) or --runtime DIR")
+    if args.model and not args.layer and not args.model.lower().endswith((".onnx", ".tflite")):
+        from .model import export_c as export_model
+
+        return export_model(args)  # the whole model
+    args.name = args.name or "tconv_layer"
     layer, x = explain.load(args, args.model)
     files = cexport.export_c(
         layer,
@@ -101,10 +112,13 @@ def main(args: argparse.Namespace) -> int:
             "harness": text,
             "max_abs_error_vs_engine": float(found.group(1)) if found else None,
         }
-        compiled = cexport.build_shared(
-            layer, x.shape[1:], style=args.style, cflags=("-O2",), cc=args.cc, name=args.name
-        )
-        error, source = _keras_error(layer, x.astype(np.float32), compiled)
+        if hasattr(layer, "framework"):
+            compiled = cexport.build_shared(
+                layer, x.shape[1:], style=args.style, cflags=("-O2",), cc=args.cc, name=args.name
+            )
+            error, source = _keras_error(layer, x.astype(np.float32), compiled)
+        else:  # quantized: the harness compares every integer with tconv's (= TFLite's)
+            error, source = None, "a quantized TFLite op (bit-exact harness)"
         summary["verify"]["max_abs_error_vs_keras"] = error
         summary["verify"]["keras"] = source if error is None else "compared"
         status = 0 if passed else 1

@@ -1,4 +1,4 @@
-"""``tconv inspect MODEL``: the transposed convolutions of a Keras or ONNX model file."""
+"""``tconv inspect MODEL``: the transposed convolutions of a Keras, ONNX or TFLite model file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from .. import keras
-from ..layer import TransposedConv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,10 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ConvTranspose node: shapes (C, *spatial, no batch axis, where the model records or "
         "infers them), filters, kernel, strides, auto_pad, pads, the canonical crops (rows cut "
         "from the start and end of each axis, where the input shape is known), "
-        "output_padding, dilations, group, parameters.",
+        "output_padding, dilations, group, parameters.  Or read a TFLite .tflite flatbuffer "
+        "(no TensorFlow) and print every TRANSPOSE_CONV: float32, int8 or 16x8, shapes, "
+        "filter (F, kh, kw, C), strides, padding, fused activation, quantization.",
     )
-    parser.add_argument("model", metavar="MODEL", help="a .keras, .h5 or .onnx model file")
+    parser.add_argument("model", metavar="MODEL", help="a .keras, .h5, .onnx or .tflite model file")
     parser.add_argument("--json", action="store_true", help="print the layers as JSON")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every layer of a Keras model (name, class, output shape, parameters, "
+        "multiply-adds) and the memory plan of its C export",
+    )
     parser.set_defaults(func=main)
 
 
@@ -34,9 +41,19 @@ def is_onnx(path: str) -> bool:
     return path.lower().endswith(".onnx")
 
 
-def load_layers(path: str) -> dict[str, TransposedConv]:
-    """The transposed convolutions of a Keras (``.keras``/``.h5``) or ONNX (``.onnx``) model
-    file, ``{name: op}``, in the file's layouts."""
+def is_tflite(path: str) -> bool:
+    """Whether ``path`` names a TFLite model (by its ``.tflite`` suffix)."""
+    return path.lower().endswith(".tflite")
+
+
+def load_layers(path: str) -> dict[str, Any]:
+    """The transposed convolutions of a Keras (``.keras``/``.h5``), ONNX (``.onnx``) or TFLite
+    (``.tflite``: quantized ones are :class:`tconv.quant.QuantizedTransposeConv`) model file,
+    ``{name: op}``, in the file's layouts."""
+    if is_tflite(path):
+        from .. import tflite
+
+        return tflite.load_layers(path)
     if is_onnx(path):
         from .. import onnx
 
@@ -142,6 +159,20 @@ ONNX_COLUMNS = (
 )
 
 
+TFLITE_COLUMNS = (
+    ("name", "name"),
+    ("kind", "kind"),
+    ("input", "input"),
+    ("output", "output"),
+    ("filter", "filter"),
+    ("strides", "strides"),
+    ("padding", "padding"),
+    ("activation", "activation"),
+    ("filter_scales", "scales"),
+    ("params", "params"),
+)
+
+
 def table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS) -> str:
     """The rows as an aligned text table (``?`` where the file does not record a shape)."""
     cells = [[title for _, title in columns]]
@@ -156,6 +187,23 @@ def table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COL
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.all:
+        if is_onnx(args.model) or is_tflite(args.model):
+            raise ValueError("--all reads Keras .keras/.h5 models (ONNX, TFLite graphs: not yet)")
+        from .model import inspect_all
+
+        return inspect_all(args)
+    if is_tflite(args.model):
+        from .. import tflite
+
+        rows = tflite.describe(args.model)
+        if args.json:
+            print(json.dumps({"model": args.model, "layers": rows}, indent=2))
+        else:
+            print(table(rows, TFLITE_COLUMNS))
+            total = sum(row["params"] for row in rows)
+            print(f"\n{len(rows)} TRANSPOSE_CONV op(s), {total:,} parameters; shapes NHWC")
+        return 0
     try:
         if is_onnx(args.model):
             from .. import onnx

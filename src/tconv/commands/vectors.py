@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", nargs="?", metavar="MODEL", help="a .keras or .h5 model file")
+    parser.add_argument(
+        "model", nargs="?", metavar="MODEL", help="a .keras, .h5, .onnx or .tflite model file"
+    )
     explain.add_layer_arguments(parser)
     v = parser.add_argument_group("vectors")
     v.add_argument("--out", metavar="DIR", required=True, help="folder to write (new or empty)")
@@ -45,6 +47,16 @@ def main(args: argparse.Namespace) -> int:
         cases = vectors.edge_suite()
     else:
         layer, x = explain.load(args, args.model)
+        if not hasattr(layer, "framework"):  # quantized (a .tflite op): integer vectors
+            from ..cexport import qvectors
+
+            files = qvectors.write_vectors(args.name, layer, x, args.out, force=args.force)
+            manifest = json.loads(files[-1].read_text())
+            if args.json:
+                print(json.dumps(manifest["cases"], indent=2))
+            else:
+                print(f"wrote {len(files)} files to {args.out}: {args.name} ({layer!r})")
+            return 0
         cases = [(args.name, layer, x)]
     files = vectors.write_vectors(cases, args.out, force=args.force)
     if args.json:

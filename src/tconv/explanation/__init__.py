@@ -1,7 +1,8 @@
 """Explain a transposed convolution: one output element, four equivalent views, the overlap map,
 pictures, animations and a self-contained interactive page.
 
-- :func:`explain` / :class:`Explanation` (:mod:`.core`): every product entering ``y[at]``.
+- :func:`explain` / :class:`Explanation` (:mod:`.core`): every product entering ``y[at]``;
+  for a quantized layer :class:`QuantizedExplanation` (:mod:`.quantized`), every integer step.
 - :mod:`.views`: :func:`scatter`, :func:`gather`, :func:`zero_insertion`, :func:`matrix`,
   :func:`phases`, :func:`gradient_check`, :func:`agreement`.
 - :func:`overlap` (:mod:`.overlap`): the checkerboard map.
@@ -11,9 +12,10 @@ pictures, animations and a self-contained interactive page.
 
 from __future__ import annotations
 
-from .core import Explanation, Tap, explain
+from .core import Explanation, Tap
 from .overlap import Overlap, overlap
 from .page import render
+from .quantized import QuantizedExplanation, explain
 from .views import (
     MatrixView,
     Phase,
@@ -36,6 +38,7 @@ __all__ = [
     "Overlap",
     "Phase",
     "PhaseView",
+    "QuantizedExplanation",
     "ScatterView",
     "Tap",
     "ZeroInsertionView",

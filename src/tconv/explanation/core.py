@@ -478,20 +478,32 @@ def _normalize_at(at: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(norm)
 
 
-def explain(layer: TransposedConv, x: np.ndarray, at: Sequence[int]) -> Explanation:
-    """Explain ``layer(x)[at]``: its value, every product, the taps, bias, activation, and why.
+def explain(op: Any, x: Any, at: Sequence[int], /, layer: str | None = None) -> Explanation:
+    """Explain ``op(x)[at]``: its value, every product, the taps, bias, activation, and why.
 
     Args:
-        layer: any tconv transposed convolution (:class:`tconv.layer.TransposedConv`, e.g. from
-            ``tconv.keras``, ``tconv.torch``, ``tconv.onnx`` or ``tconv.jax``).
-        x: input in the layer's layout, batch axis included.
+        op: any tconv transposed convolution (:class:`tconv.layer.TransposedConv`, e.g. from
+            ``tconv.keras``, ``tconv.torch``, ``tconv.onnx`` or ``tconv.jax``), or a whole
+            model (:func:`tconv.keras.load_model`) with ``layer``.
+        x: input in the layer's layout, batch axis included; for a model, the model's input
+            (a list for several inputs): the model computes the layers before ``layer`` and
+            the explanation is of the input that really reaches it.
         at: output index in the layer's layout: ``(n, *o, f)`` for channels_last,
             ``(n, f, *o)`` for channels_first; negative indices count from the end.
+        layer: the name of the transposed convolution inside the model ``op``.
 
-    Raises ``IndexError`` for an index out of range and ``ValueError`` for a wrong input shape
-    or the wrong number of indices.
+    Raises ``IndexError`` for an index out of range and ``ValueError`` for a wrong input shape,
+    the wrong number of indices, or a ``layer`` that is no transposed convolution of the model.
     """
-    return Explanation(layer, x, at)
+    if layer is not None or hasattr(op, "layer_input"):
+        if layer is None or not hasattr(op, "layer_input"):
+            raise ValueError(
+                "explain(model, x, at, layer=NAME) explains a transposed convolution inside a "
+                "model: give the model and the layer's name"
+            )
+        x = op.layer_input(x, layer)
+        op = op.get_layer(layer).op
+    return Explanation(op, x, at)
 
 
 def geometry_of(layer: TransposedConv, x: np.ndarray) -> Geometry:

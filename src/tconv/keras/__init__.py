@@ -2,7 +2,8 @@
 Keras model files read without TensorFlow.
 
 - :mod:`tconv.keras.layers`: the padding rule (:func:`crops`), the functional op and the layers;
-- :mod:`tconv.keras.files`: :func:`load_layers` for ``.keras`` and ``.h5`` files.
+- :mod:`tconv.keras.files`: :func:`load_layers` for ``.keras`` and ``.h5`` files;
+- :mod:`tconv.keras.model`: :func:`load_model`, the whole model run in NumPy.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ from .layers import (
     standardize_padding,
     standardize_tuple,
 )
+from .model import SUPPORTED_CLASSES, Layer, Model, load_model
 
 __all__ = [
     "LAYER_CLASSES",
     "PADDINGS",
+    "SUPPORTED_CLASSES",
+    "Layer",
+    "Model",
     "BaseConvTranspose",
     "Conv1DTranspose",
     "Conv2DTranspose",
@@ -38,6 +43,7 @@ __all__ = [
     "crop_rule",
     "crops",
     "load_layers",
+    "load_model",
     "output_length",
     "standardize_data_format",
     "standardize_output_padding",

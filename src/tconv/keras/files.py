@@ -34,7 +34,7 @@ import numpy as np
 
 from .layers import LAYER_CLASSES, BaseConvTranspose
 
-__all__ = ["load_layers"]
+__all__ = ["ModelFile", "entry_groups", "is_container", "load_layers", "open_model"]
 
 _CONTAINERS = ("Sequential", "Functional", "Model")
 
@@ -132,6 +132,37 @@ def _inbound(entry: dict[str, Any]) -> tuple[str | None, Any]:
     return None, None
 
 
+def entry_groups(model: dict[str, Any], weights_path: str | None) -> list[str | None]:
+    """For each entry of a container's ``layers`` list, its group in a ``.keras`` weights file.
+
+    Keras 3 names a layer's group after its class in snake case, numbered from the second layer
+    of that class in the container (``conv2d``, ``conv2d_1``, ...); a Sequential's InputLayer has
+    no group (``None``), and every entry is ``None`` when ``weights_path`` is (``.h5``).
+    """
+    sequential = model.get("class_name") == "Sequential"
+    used: dict[str, int] = {}
+    groups: list[str | None] = []
+    for entry in (model.get("config") or {}).get("layers") or []:
+        class_name = entry.get("class_name")
+        if class_name == "InputLayer" and sequential:
+            groups.append(None)  # a Sequential's InputLayer holds no weights group
+            continue
+        snake = _snake_case(str(class_name))
+        count = used.get(snake)
+        used[snake] = 0 if count is None else count + 1
+        if weights_path is None:
+            groups.append(None)
+        else:
+            suffix = snake if count is None else f"{snake}_{count + 1}"
+            groups.append(f"{weights_path}/layers/{suffix}")
+    return groups
+
+
+def is_container(entry: dict[str, Any]) -> bool:
+    """True for a nested model's entry (Sequential, Functional, Model or anything with layers)."""
+    return entry.get("class_name") in _CONTAINERS or "layers" in (entry.get("config") or {})
+
+
 def _walk(
     model: dict[str, Any], chain: tuple[str, ...], weights_path: str | None
 ) -> Iterator[_Found]:
@@ -147,21 +178,14 @@ def _walk(
         if e.get("class_name") == "InputLayer"
     }
     sequential = model.get("class_name") == "Sequential"
-    used: dict[str, int] = {}
     previous_shape = _known(config.get("build_input_shape")) if sequential else None
-    for entry in layers:
+    for entry, group in zip(layers, entry_groups(model, weights_path), strict=True):
         class_name = entry.get("class_name")
         name = (entry.get("config") or {}).get("name")
         if class_name == "InputLayer":
             previous_shape = _known(_batch_shape(entry))
             if sequential:
-                continue  # a Sequential's InputLayer holds no weights group
-        snake = _snake_case(str(class_name))
-        count = used.get(snake)
-        used[snake] = 0 if count is None else count + 1
-        group = None
-        if weights_path is not None:
-            group = f"{weights_path}/layers/{snake if count is None else f'{snake}_{count + 1}'}"
+                continue
         if class_name in LAYER_CLASSES:
             build = entry.get("build_config") or {}
             source, tensor_shape = _inbound(entry)
@@ -173,7 +197,7 @@ def _walk(
                 or (previous_shape if sequential else None)
             )
             yield _Found(entry, chain, group, shape)
-        elif class_name in _CONTAINERS or "layers" in (entry.get("config") or {}):
+        elif is_container(entry):
             yield from _walk(entry, (*chain, str(name)), group)
         previous_shape = None
 
@@ -221,7 +245,80 @@ def _member(archive: zipfile.ZipFile, name: str, path: str, size: int) -> bytes:
         return archive.read(name)
 
 
-def _load_keras_archive(path: str) -> dict[str, BaseConvTranspose]:
+class ModelFile:
+    """An open Keras model file: its model config and every layer's weights.
+
+    ``config`` is the root model's entry (``{"class_name": ..., "config": {...}}``);
+    :meth:`weights` returns a layer's weights in the order Keras creates them (its
+    ``get_weights()`` order).  Use it through :func:`open_model`.
+    """
+
+    def __init__(
+        self, path: str, config: dict[str, Any], weights: Any, archive: bool, size: int
+    ) -> None:
+        self.path = path
+        self.config = config
+        self._weights = weights
+        self._size = size
+        self.archive = archive
+        """True for a Keras 3 ``.keras`` archive, False for a legacy ``.h5`` file."""
+
+    def root_group(self) -> str | None:
+        """The root model's group in the weights file (``""`` for ``.keras``, None for ``.h5``)."""
+        return "" if self.archive else None
+
+    def weights(
+        self, entry: dict[str, Any], chain: tuple[str, ...], group: str | None
+    ) -> list[np.ndarray]:
+        """Every weight of the layer ``entry`` (in the nested models ``chain``, outermost first;
+        ``group`` from :func:`entry_groups`), as Keras orders them; ``[]`` for a layer without
+        (``.h5``; a ``.keras`` layer without a weights group is an error naming the file)."""
+        found = _Found(entry, chain, group, None)
+        what = "model.weights.h5 is damaged" if self.archive else "a damaged HDF5 file"
+        with _named(self.path, what):
+            if self.archive:
+                return _archive_weights(self._weights, found, self.path, self._size)
+            name = str(entry["config"]["name"])
+            top = chain[0] if chain else name
+            return _legacy_weights(self._weights, top, name, self.path, self._size)
+
+
+@contextlib.contextmanager
+def open_model(path: str | os.PathLike[str]) -> Iterator[ModelFile]:
+    """Open a ``.keras`` or ``.h5`` model file: a :class:`ModelFile` while the block runs.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for
+    anything that is not a readable Keras model file.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory, not a .keras or .h5 model file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):
+        with _open_keras_archive(path) as model:
+            yield model
+        return
+    h5py = _h5py()
+    if h5py.is_hdf5(path):
+        with _open_legacy_h5(path, h5py) as model:
+            yield model
+        return
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        raise ValueError(
+            f"{path}: a damaged .keras (zip) archive: the zip directory is missing "
+            "(a truncated or partly copied file?)"
+        )
+    raise ValueError(
+        f"{path}: not a Keras model file (a .keras zip archive or an HDF5 .h5 model); "
+        f"the file starts with {head!r}"
+    )
+
+
+@contextlib.contextmanager
+def _open_keras_archive(path: str) -> Iterator[ModelFile]:
     h5py = _h5py()
     size = os.path.getsize(path)
     with _named(path, "not a readable Keras 3 .keras archive"):
@@ -237,20 +334,13 @@ def _load_keras_archive(path: str) -> dict[str, BaseConvTranspose]:
             model = json.loads(_member(archive, "config.json", path, size))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: config.json is not valid JSON: {err}") from None
-        with _named(path, "config.json is not a Keras model config"):
-            found = list(_walk(_mapping(model, path), (), ""))
-        _require(found, model, path)
+        model = _mapping(model, path)
         data = _member(archive, "model.weights.h5", path, size)
         check_hdf5_heaps(data, path)
         with _named(path, "model.weights.h5 is not a readable HDF5 file"):
             weights_file = h5py.File(io.BytesIO(data), "r")
-        with weights_file as weights, _named(path, "model.weights.h5 is damaged"):
-            layers: dict[str, BaseConvTranspose] = {}
-            for item in found:
-                layers[_key(layers, item)] = _make_layer(
-                    item, _archive_weights(weights, item, path, len(data)), path
-                )
-    return layers
+        with weights_file as weights:
+            yield ModelFile(path, model, weights, True, len(data))
 
 
 def _mapping(model: Any, path: str) -> dict[str, Any]:
@@ -332,12 +422,17 @@ def _group_by_name(weights: Any, parent: str, name: str) -> Any:
     return None
 
 
-def _load_legacy_h5(path: str, h5py: Any) -> dict[str, BaseConvTranspose]:
+@contextlib.contextmanager
+def _open_legacy_h5(path: str, h5py: Any) -> Iterator[ModelFile]:
     size = os.path.getsize(path)
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
         check_hdf5_heaps(data, path)
-    with _named(path, "a damaged HDF5 file"), h5py.File(path, "r") as f:
-        raw = f.attrs.get("model_config")
+    with _named(path, "a damaged HDF5 file"):
+        f = h5py.File(path, "r")
+    with f:
+        with _named(path, "a damaged HDF5 file"):
+            raw = f.attrs.get("model_config")
+            root = f.get("model_weights", f)
         if raw is None:
             what = ", ".join(f.keys()) or "nothing"
             raise ValueError(
@@ -348,36 +443,22 @@ def _load_legacy_h5(path: str, h5py: Any) -> dict[str, BaseConvTranspose]:
             model = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: model_config is not valid JSON: {err}") from None
-        found = list(_walk(_mapping(model, path), (), None))
-        _require(found, model, path)
-        root = f.get("model_weights", f)
-        layers: dict[str, BaseConvTranspose] = {}
-        for item in found:
-            name = item.entry["config"]["name"]
-            top = item.chain[0] if item.chain else name
-            layers[_key(layers, item)] = _make_layer(
-                item, _legacy_weights(root, top, name, path, size), path
-            )
-    return layers
+        yield ModelFile(path, _mapping(model, path), root, False, size)
 
 
 def _legacy_weights(root: Any, top: str, name: str, path: str, size: int) -> list[np.ndarray]:
+    """The weights of layer ``name`` under the top-level group ``top``, in ``weight_names``
+    order (``.../<name>/<role>`` or ``<role>:0``); ``[]`` when there are none."""
     group = root.get(top)
     if group is None:
-        raise ValueError(
-            f"{path}: the config names layer {name!r} but the file has no weights for it"
-        )
-    by_role: dict[str, np.ndarray] = {}
+        return []
+    found = []
     for weight_name in group.attrs.get("weight_names", []):
         weight_name = weight_name.decode() if isinstance(weight_name, bytes) else str(weight_name)
         parts = weight_name.split("/")
         if len(parts) >= 2 and parts[-2] == name:
-            by_role[parts[-1].split(":")[0]] = _array(group[weight_name], path, size)
-    if "kernel" not in by_role:
-        raise ValueError(
-            f"{path}: the config names layer {name!r} but the file has no weights for it"
-        )
-    return [by_role["kernel"]] + ([by_role["bias"]] if "bias" in by_role else [])
+            found.append(_array(group[weight_name], path, size))
+    return found
 
 
 def _require(found: list[_Found], model: dict[str, Any], path: str) -> None:
@@ -398,24 +479,18 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, BaseConvTranspose]:
     ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for anything that
     is not a Keras model with a transposed convolution.
     """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: is a directory, not a .keras or .h5 model file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    if zipfile.is_zipfile(path):
-        return _load_keras_archive(path)
-    h5py = _h5py()
-    if h5py.is_hdf5(path):
-        return _load_legacy_h5(path, h5py)
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(b"PK\x03\x04"):
-        raise ValueError(
-            f"{path}: a damaged .keras (zip) archive: the zip directory is missing "
-            "(a truncated or partly copied file?)"
-        )
-    raise ValueError(
-        f"{path}: not a Keras model file (a .keras zip archive or an HDF5 .h5 model); "
-        f"the file starts with {head!r}"
-    )
+    with open_model(path) as model:
+        what = "config.json" if model.archive else "model_config"
+        with _named(model.path, f"{what} is not a Keras model config"):
+            found = list(_walk(model.config, (), model.root_group()))
+        _require(found, model.config, model.path)
+        layers: dict[str, BaseConvTranspose] = {}
+        for item in found:
+            weights = model.weights(item.entry, item.chain, item.weights_path)
+            if not weights:
+                raise ValueError(
+                    f"{model.path}: the config names layer {item.entry['config']['name']!r} "
+                    "but the file has no weights for it"
+                )
+            layers[_key(layers, item)] = _make_layer(item, weights, model.path)
+    return layers

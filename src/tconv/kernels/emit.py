@@ -613,6 +613,18 @@ int {p}_with_weights(const float *weights, const float *input, float *output, in
 """
 
 
+def compute_source(spec: Spec, style: str = "fast") -> str:
+    """The C of ``static void NAME_compute(const float *w, const float *x, float *y, int
+    batch)`` for ``spec`` in ``style``, with the activation helpers it calls; every macro it
+    defines is undefined after it, so that several layers can share one C file (the model
+    export).  ``w`` is :func:`weight_blob`; a row-wise activation is not applied here."""
+    body, undefs = _GENERATORS[check_style(style)](spec)
+    activation = "linear" if cactivations.is_rowwise(spec.activation) else spec.activation
+    act = cactivations.definitions(activation, spec.name)
+    count = kernel_data(spec, style).size
+    return f"#define KERNEL_COUNT {count}\n{act}\n{body}\n#undef KERNEL_COUNT\n{undefs}\n"
+
+
 def c_floats(values: np.ndarray) -> list[str]:
     """float32 values as exact C literals, read from their bits: ``0x1.8p+1f``, subnormals
     ``0x0.000002p-126f``, ``0.0f``/``-0.0f``, ``INFINITY``/``-INFINITY``/``NAN`` (which need

@@ -1,0 +1,699 @@
+"""C99 for each op of a :class:`tconv.graph.Graph`, one batch item at a time.
+
+:func:`step_source` turns one node (channels-last item shapes, see :mod:`tconv.graph.graph`)
+into a ``static void`` function and the call that runs it, plus the weights it reads.
+Transposed convolutions, stride-1 convolutions (depthwise included) and dense layers run the
+fast stride-phase kernel of :mod:`tconv.kernels.emit` (a stride-1 forward convolution is a
+transposed convolution of the flipped kernel, cropped by ``span - 1 - pad``; a dense layer one
+of kernel 1 over the rows); strided forward convolutions a direct loop vectorized over output
+channels.  Every other op is a plain loop over the item.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..geometry import Axis, Geometry
+from ..graph import Node
+from ..kernels import cactivations, emit
+from ..kernels.spec import Spec
+from .spec import from_layer
+
+
+@dataclass
+class Step:
+    """The C of one node: definitions, the call (``W``: the weights, ``x0..``: inputs, ``y``:
+    the output, all of one item), the weights it reads, and what it does in words."""
+
+    code: str
+    call: str
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    how: str = ""
+    libm: bool = False
+
+
+def _floats(values: Sequence[float]) -> str:
+    return ", ".join(emit.c_float(float(v)) for v in values)
+
+
+def _f(value: float) -> str:
+    return emit.c_float(float(np.float32(value)))
+
+
+def _pad3(shape: Sequence[int]) -> list[int]:
+    """Spatial sizes padded to three axes in front (with 1s)."""
+    return [1] * (3 - len(shape)) + list(shape)
+
+
+# --- the fast kernel ---------------------------------------------------------------------
+
+
+def _fast_step(prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...]) -> Step:
+    code = emit.compute_source(spec, "fast")
+    call = f"{prefix}_compute(W, x0, y, 1);"
+    libm = cactivations.needs_libm(spec.activation)
+    if cactivations.is_rowwise(spec.activation):
+        code += cactivations.definitions(spec.activation, prefix)
+        last = out_shape[-1]
+        rows = math.prod(out_shape) // last
+        call += f" {prefix}_{spec.activation}_rows(y, {rows}, {last});"
+        how += f"; {spec.activation} over the last axis after the store"
+    return Step(code, call, emit.weight_blob(spec, "fast"), how, libm)
+
+
+def _spec(
+    prefix: str, geometry: Geometry, kernel: np.ndarray, bias: np.ndarray | None, activation: str
+) -> Spec:
+    return Spec(
+        prefix,
+        geometry,
+        np.ascontiguousarray(kernel, np.float32),
+        None if bias is None else np.asarray(bias, np.float32),
+        activation,
+        False,
+        "keras",
+        "keras",
+    )
+
+
+def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    """A stride-1 forward convolution as the transposed convolution of the flipped kernel."""
+    p = node.params
+    kernel = node.weights["kernel"]  # (*k, cin_g, cout)
+    rank = kernel.ndim - 2
+    axes = []
+    for n, k, d, (lo, hi) in zip(x[:-1], kernel.shape[:-2], p["dilation"], p["pads"], strict=True):
+        span = d * (k - 1)
+        axes.append(Axis(n, k, 1, d, span - lo, span - hi))
+    flipped = kernel[(slice(None, None, -1),) * rank]
+    canonical = np.swapaxes(flipped, -1, -2)  # (*k, cout, cin_g)
+    geometry = Geometry(tuple(axes), x[-1], kernel.shape[-1], p["groups"])
+    spec = _spec(prefix, geometry, canonical, node.weights.get("bias"), p["activation"])
+    how = (
+        "stride-1 convolution run as the transposed convolution of its flipped kernel "
+        "(fast stride-phase kernel)"
+    )
+    return _fast_step(prefix, spec, how, node.shape)
+
+
+def _dense(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    kernel = node.weights["kernel"]  # (in, units)
+    rows = math.prod(x[:-1])
+    geometry = Geometry((Axis(rows, 1, 1, 1, 0, 0),), kernel.shape[0], kernel.shape[1])
+    spec = _spec(
+        prefix, geometry, kernel.T[None], node.weights.get("bias"), node.params["activation"]
+    )
+    how = f"dense on {rows} row(s): a kernel-1 convolution (fast register-blocked kernel)"
+    return _fast_step(prefix, spec, how, node.shape)
+
+
+def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    spec = from_layer(node.params["op"], x, prefix)
+    return _fast_step(prefix, spec, "transposed convolution (fast stride-phase kernel)", node.shape)
+
+
+# --- direct strided convolution ----------------------------------------------------------
+
+
+def _direct_conv(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    """``y[o, f] = act(b[f] + sum_taps sum_c x[o*s + t*d - lo, g*CG + c] * w[t, c, f])``."""
+    p = node.params
+    kernel = node.weights["kernel"]  # (*k, cin_g, cout)
+    rank = kernel.ndim - 2
+    cin_g, cout = kernel.shape[-2:]
+    groups = p["groups"]
+    cout_g = cout // groups
+    ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
+    ks = _pad3(kernel.shape[:-2])
+    ss = _pad3(p["strides"])
+    ds = _pad3(p["dilation"])
+    los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
+    bias = node.weights.get("bias")
+    act = p["activation"]
+    rowwise = cactivations.is_rowwise(act)
+    store = cactivations.store_expr("linear" if rowwise else act, prefix, "acc[f]")
+    defs = cactivations.definitions("linear" if rowwise else act, prefix)
+    if rowwise:
+        defs += cactivations.definitions(act, prefix)
+    init = "W[KCOUNT + f]" if bias is not None else "0.0f"
+    code = f"""{defs}
+/* Direct convolution, stride {tuple(p["strides"])}: per output pixel, the taps inside the
+ * image, each input channel broadcast against a contiguous row of COUT weights. */
+static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
+           O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, CIN = {x[-1]},
+           CING = {cin_g}, COUT = {cout}, COUTG = {cout_g}, G = {groups},
+           KCOUNT = {kernel.size} }};
+    const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
+    const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
+    long o;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if({math.prod(outs) * kernel.size} > 1000000L)
+#endif
+    for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
+        const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
+        float acc[COUT];
+        int f, a, b, c, g, k;
+        for (f = 0; f < COUT; ++f) acc[f] = {init};
+        for (a = 0; a < K0; ++a) {{
+            const int i0 = o0 * s0 + a * d0 - p0;
+            if (i0 < 0 || i0 >= I0) continue;
+            for (b = 0; b < K1; ++b) {{
+                const int i1 = o1 * s1 + b * d1 - p1;
+                if (i1 < 0 || i1 >= I1) continue;
+                for (c = 0; c < K2; ++c) {{
+                    const int i2 = o2 * s2 + c * d2 - p2;
+                    const float *xp, *wp;
+                    if (i2 < 0 || i2 >= I2) continue;
+                    xp = x + (((ptrdiff_t)i0 * I1 + i1) * I2 + i2) * CIN;
+                    wp = W + (ptrdiff_t)((a * K1 + b) * K2 + c) * CING * COUT;
+                    for (g = 0; g < G; ++g)
+                        for (k = 0; k < CING; ++k) {{
+                            const float v = xp[g * CING + k];
+                            const float *wr = wp + (ptrdiff_t)k * COUT + g * COUTG;
+                            float *ar = acc + g * COUTG;
+                            for (f = 0; f < COUTG; ++f) ar[f] += v * wr[f];
+                        }}
+                }}
+            }}
+        }}
+        for (f = 0; f < COUT; ++f) y[o * COUT + f] = {store};
+    }}
+}}
+"""
+    call = f"{prefix}(W, x0, y);"
+    if rowwise:
+        call += f" {prefix}_{act}_rows(y, {math.prod(node.shape[:-1])}, {cout});"
+    parts = [kernel.reshape(-1)] + ([bias.reshape(-1)] if bias is not None else [])
+    how = "direct strided convolution (vectorized over output channels)"
+    return Step(
+        code, call, np.concatenate(parts).astype(np.float32), how, cactivations.needs_libm(act)
+    )
+
+
+def _depthwise(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    """One group per input channel (``DepthwiseConv``, a separable convolution's first step):
+    ``y[o, c*M + m] = act(b + sum_taps x[o*s + t*d - lo, c] * w[t, c*M + m])``, the channel
+    loop innermost and contiguous, so that it vectorizes."""
+    p = node.params
+    kernel = node.weights["kernel"]  # (*k, 1, C*M)
+    rank = kernel.ndim - 2
+    cout = kernel.shape[-1]
+    channels = x[-1]
+    mult = cout // channels
+    ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
+    ks, ss, ds = _pad3(kernel.shape[:-2]), _pad3(p["strides"]), _pad3(p["dilation"])
+    los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
+    bias = node.weights.get("bias")
+    act = p["activation"]
+    rowwise = cactivations.is_rowwise(act)
+    store = cactivations.store_expr("linear" if rowwise else act, prefix, "yp[f]")
+    defs = cactivations.definitions("linear" if rowwise else act, prefix)
+    if rowwise:
+        defs += cactivations.definitions(act, prefix)
+    init = "W[KCOUNT + f]" if bias is not None else "0.0f"
+    work = math.prod(outs) * cout * math.prod(ks)
+    code = f"""{defs}
+/* Depthwise convolution: per output pixel, each tap inside the image adds x[pixel, c] *
+ * w[tap, c*M + m] over the contiguous channels (M = {mult} per input channel). */
+static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
+           O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, C = {channels},
+           M = {mult}, COUT = {cout}, KCOUNT = {kernel.size} }};
+    const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
+    const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
+    long o;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if({work} > 1000000L)
+#endif
+    for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
+        const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
+        float *yp = y + o * COUT;
+        int f, a, b, c, ch, m;
+        for (f = 0; f < COUT; ++f) yp[f] = {init};
+        for (a = 0; a < K0; ++a) {{
+            const int i0 = o0 * s0 + a * d0 - p0;
+            if (i0 < 0 || i0 >= I0) continue;
+            for (b = 0; b < K1; ++b) {{
+                const int i1 = o1 * s1 + b * d1 - p1;
+                if (i1 < 0 || i1 >= I1) continue;
+                for (c = 0; c < K2; ++c) {{
+                    const int i2 = o2 * s2 + c * d2 - p2;
+                    const float *xp, *wp;
+                    if (i2 < 0 || i2 >= I2) continue;
+                    xp = x + (((ptrdiff_t)i0 * I1 + i1) * I2 + i2) * C;
+                    wp = W + (ptrdiff_t)((a * K1 + b) * K2 + c) * COUT;
+                    if (M == 1) {{
+                        for (ch = 0; ch < C; ++ch) yp[ch] += xp[ch] * wp[ch];
+                    }} else {{
+                        for (ch = 0; ch < C; ++ch)
+                            for (m = 0; m < M; ++m) yp[ch * M + m] += xp[ch] * wp[ch * M + m];
+                    }}
+                }}
+            }}
+        }}
+        for (f = 0; f < COUT; ++f) yp[f] = {store};
+    }}
+}}
+"""
+    call = f"{prefix}(W, x0, y);"
+    if rowwise:
+        call += f" {prefix}_{act}_rows(y, {math.prod(node.shape[:-1])}, {cout});"
+    parts = [kernel.reshape(-1)] + ([bias.reshape(-1)] if bias is not None else [])
+    how = "depthwise convolution (vectorized over the channels)"
+    return Step(
+        code, call, np.concatenate(parts).astype(np.float32), how, cactivations.needs_libm(act)
+    )
+
+
+# --- element-wise ------------------------------------------------------------------------
+
+_UNARY = {
+    "leaky_relu": "v >= 0.0f ? v : {slope} * v",
+    "elu": "v > 0.0f ? v : {alpha} * expm1f(v)",
+}
+
+
+def _unary(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    p, op = node.params, node.op
+    count = node.size
+    weights = np.zeros(0, np.float32)
+    libm = False
+    extra = ""
+    if op == "activation":
+        name = p["name"]
+        if cactivations.is_rowwise(name):
+            code = cactivations.definitions(name, prefix)
+            call = (
+                f"if (y != x0) {{ memcpy(y, x0, sizeof(float) * {count}); }} "
+                f"{prefix}_{name}_rows(y, {count // x[-1]}, {x[-1]});"
+            )
+            return Step(code, call, weights, f"{name} over the last axis", True)
+        extra = cactivations.definitions(name, prefix)
+        expr = cactivations.store_expr(name, prefix, "v")
+        libm = cactivations.needs_libm(name)
+    elif op == "relu":
+        slope, top, t = p["negative_slope"], p["max_value"], p["threshold"]
+        if slope != 0 and top is None and t == 0:
+            expr = f"v >= 0.0f ? v : {_f(slope)} * v"
+        else:
+            clip = "" if top is None else f"\n    r = r > {_f(top)} ? {_f(top)} : r;"
+            neg = (
+                "" if slope == 0 else f" - {_f(slope)} * ({_f(t)} - v > 0.0f ? {_f(t)} - v : 0.0f)"
+            )
+            extra = (
+                f"/* Keras' relu: x above the threshold, clipped at max_value, minus "
+                f"negative_slope times how far x is below the threshold */\n"
+                f"static float {prefix}_relu(float v)\n{{\n"
+                f"    float r = v > {_f(t)} ? v : 0.0f;{clip}\n    return r{neg};\n}}\n"
+            )
+            expr = f"{prefix}_relu(v)"
+    elif op in _UNARY:
+        expr = _UNARY[op].format(slope=_f(p.get("negative_slope", 0)), alpha=_f(p.get("alpha", 1)))
+        libm = op == "elu"
+    elif op == "prelu":
+        alpha = np.broadcast_to(node.weights["alpha"], node.shape).reshape(-1)
+        return Step(
+            f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n"
+            f"    long i;\n    for (i = 0; i < {count}; ++i) {{\n        const float v = x[i];\n"
+            f"        y[i] = (v > 0.0f ? v : 0.0f) - W[i] * (-v > 0.0f ? -v : 0.0f);\n    }}\n}}\n",
+            f"{prefix}(W, x0, y);",
+            alpha.astype(np.float32),
+            "PReLU, alpha per element",
+        )
+    elif op == "rescale":
+        scale = np.broadcast_to(p["scale"], node.shape).reshape(-1)
+        offset = np.broadcast_to(p["offset"], node.shape).reshape(-1)
+        return Step(
+            f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n"
+            f"    long i;\n    for (i = 0; i < {count}; ++i)\n"
+            f"        y[i] = x[i] * W[i] + W[{count} + i];\n}}\n",
+            f"{prefix}(W, x0, y);",
+            np.concatenate([scale, offset]).astype(np.float32),
+            "x * scale + offset",
+        )
+    else:  # pragma: no cover - step_source dispatches only the ops above here
+        raise ValueError(op)
+    step = _loop(prefix, count, expr, f"{op} element by element")
+    step.code = extra + step.code
+    step.libm = step.libm or libm
+    return step
+
+
+def _loop(prefix: str, count: int, expr: str, how: str) -> Step:
+    code = (
+        f"static void {prefix}(const float *x, float *y)\n{{\n    long i;\n"
+        f"    for (i = 0; i < {count}; ++i) {{\n        const float v = x[i];\n"
+        f"        y[i] = {expr};\n    }}\n}}\n"
+    )
+    return Step(code, f"{prefix}(x0, y);", how=how, libm="expm1f" in expr)
+
+
+def _batch_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    """``y = x * inv[c] + shift[c]`` with Keras' ``inv = gamma / sqrt(var + eps)``, ``shift =
+    beta - mean * inv`` (float32, as Keras computes them)."""
+    w = node.weights
+    eps = np.float32(node.params["epsilon"])
+    inv = (np.float32(1) / np.sqrt(w["variance"] + eps)).astype(np.float32)
+    if "gamma" in w:
+        inv = inv * w["gamma"]
+    shift = -w["mean"] * inv
+    if "beta" in w:
+        shift = shift + w["beta"]
+    axis = node.params["axis"]
+    channels = node.shape[axis]
+    inner = math.prod(node.shape[axis + 1 :])
+    code = (
+        f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n    long i;\n"
+        f"    for (i = 0; i < {node.size}; ++i) {{\n"
+        f"        const long c = i / {inner} % {channels};\n"
+        f"        y[i] = x[i] * W[c] + W[{channels} + c];\n    }}\n}}\n"
+    )
+    blob = np.concatenate([inv, shift]).astype(np.float32)
+    return Step(code, f"{prefix}(W, x0, y);", blob, "BatchNormalization with moving statistics")
+
+
+def _rows(node: Node, axes: Sequence[int]) -> tuple[int, int]:
+    """``(rows, length)`` when ``axes`` are the item's trailing axes; ``ValueError`` else."""
+    rank = len(node.shape)
+    if list(axes) != list(range(rank - len(axes), rank)):
+        raise ValueError(
+            f"layer {node.layer!r} ({node.layer_class}): the C export normalizes over the "
+            f"trailing axes only; axes {list(axes)} of an item of rank {rank} are not"
+        )
+    length = math.prod(node.shape[rank - len(axes) :])
+    return node.size // length, length
+
+
+def _softmax(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    rows, length = _rows(node, node.params["axes"])
+    code = cactivations.definitions("softmax", prefix)
+    call = (
+        f"if (y != x0) {{ memcpy(y, x0, sizeof(float) * {node.size}); }} "
+        f"{prefix}_softmax_rows(y, {rows}, {length});"
+    )
+    return Step(code, call, how="softmax over rows", libm=True)
+
+
+def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    """Keras' layer normalization per row (the normalized axes): mean and variance in float32
+    (two passes), ``inv = gamma / sqrt(var + eps)``, ``y = x * inv + (beta - mean * inv)``;
+    ``rms_scaling`` is Keras' ``x / sqrt(var + eps) * gamma``."""
+    p, w = node.params, node.weights
+    rows, length = _rows(node, p["axes"])
+    gamma = w.get("gamma", np.ones(length, np.float32))
+    beta = w.get("beta", np.zeros(length, np.float32))
+    gamma = np.broadcast_to(gamma.reshape(-1), (length,))
+    beta = np.broadcast_to(beta.reshape(-1), (length,))
+    if p["rms_scaling"]:
+        body = "row_y[k] = row_x[k] * inv * W[k];"
+    else:
+        body = (
+            "{ const float sc = inv * W[k]; row_y[k] = row_x[k] * sc + (W[LEN + k] - mean * sc); }"
+        )
+    code = f"""static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ LEN = {length} }};
+    long r;
+    for (r = 0; r < {rows}; ++r) {{
+        const float *row_x = x + r * LEN;
+        float *row_y = y + r * LEN;
+        float mean = 0.0f, var = 0.0f, inv;
+        int k;
+        for (k = 0; k < LEN; ++k) mean += row_x[k];
+        mean /= (float)LEN;
+        for (k = 0; k < LEN; ++k) var += (row_x[k] - mean) * (row_x[k] - mean);
+        var /= (float)LEN;
+        inv = 1.0f / sqrtf(var + {_f(p["epsilon"])});
+        for (k = 0; k < LEN; ++k) {body}
+    }}
+}}
+"""
+    blob = np.concatenate([gamma, beta]).astype(np.float32)
+    return Step(code, f"{prefix}(W, x0, y);", blob, "LayerNormalization per row", True)
+
+
+def _merge(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
+    if any(s != node.shape for s in shapes):
+        raise ValueError(
+            f"layer {node.layer!r} ({node.layer_class}): the C export merges inputs of equal "
+            f"shapes only, got {shapes}"
+        )
+    n = len(shapes)
+    args = ", ".join(f"const float *x{i}" for i in range(n))
+    op = node.op
+    terms = [f"x{i}[i]" for i in range(n)]
+    if op in ("add", "average"):
+        expr = " + ".join(terms)
+        if op == "average":
+            expr = f"({expr}) / {_f(n)}"
+    elif op == "subtract":
+        expr = f"{terms[0]} - {terms[1]}"
+    elif op == "multiply":
+        expr = " * ".join(terms)
+    else:
+        cmp = ">" if op == "maximum" else "<"
+        expr = terms[0]
+        for t in terms[1:]:
+            expr = f"({t} {cmp} {expr} ? {t} : {expr})"
+    code = (
+        f"static void {prefix}({args}, float *y)\n{{\n    long i;\n"
+        f"    for (i = 0; i < {node.size}; ++i) y[i] = {expr};\n}}\n"
+    )
+    call = f"{prefix}({', '.join(f'x{i}' for i in range(n))}, y);"
+    return Step(code, call, how=f"{op} of {n} inputs element by element")
+
+
+def _concat(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
+    axis = node.params["axis"]
+    outer = math.prod(node.shape[:axis])
+    inner = math.prod(node.shape[axis + 1 :])
+    args = ", ".join(f"const float *x{i}" for i in range(len(shapes)))
+    lines = []
+    at = 0
+    for i, s in enumerate(shapes):
+        chunk = s[axis] * inner
+        lines.append(
+            f"        memcpy(y + o * {node.shape[axis] * inner} + {at}, "
+            f"x{i} + o * {chunk}, sizeof(float) * {chunk});"
+        )
+        at += chunk
+    code = (
+        f"static void {prefix}({args}, float *y)\n{{\n    long o;\n"
+        f"    for (o = 0; o < {outer}; ++o) {{\n" + "\n".join(lines) + "\n    }\n}\n"
+    )
+    call = f"{prefix}({', '.join(f'x{i}' for i in range(len(shapes)))}, y);"
+    return Step(code, call, how=f"concatenation on item axis {axis} (row copies)")
+
+
+def _transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    perm = node.params["perm"]
+    rank = len(x)
+    in_strides = [math.prod(x[a + 1 :]) for a in range(rank)]
+    out = node.shape
+    idx = " + ".join(
+        f"(i / {math.prod(out[a + 1 :])} % {out[a]}) * {in_strides[perm[a]]}" for a in range(rank)
+    )
+    code = (
+        f"static void {prefix}(const float *x, float *y)\n{{\n    long i;\n"
+        f"    for (i = 0; i < {node.size}; ++i) y[i] = x[{idx}];\n}}\n"
+    )
+    return Step(code, f"{prefix}(x0, y);", how=f"transpose of the item axes {tuple(perm)}")
+
+
+def _spatial_loop(
+    prefix: str,
+    node: Node,
+    x: tuple[int, ...],
+    body: str,
+    how: str,
+    weights: np.ndarray | None = None,
+    libm: bool = False,
+) -> Step:
+    """A loop over output pixels ``(o0, o1, o2)`` (padded to 3 axes) and channels ``ch``;
+    ``body`` sets ``y[...]`` from ``x`` with the sizes ``I0..I2``, ``O0..O2``, ``C``."""
+    ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
+    counters = "o0, o1, o2, ch" if re.search(r"\bch\b", body) else "o0, o1, o2"
+    code = f"""static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
+           O2 = {outs[2]}, C = {x[-1]} }};
+    int {counters};
+    (void)W;
+    for (o0 = 0; o0 < O0; ++o0)
+    for (o1 = 0; o1 < O1; ++o1)
+    for (o2 = 0; o2 < O2; ++o2) {{
+        float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * C;
+{body}
+    }}
+}}
+"""
+    blob = np.zeros(0, np.float32) if weights is None else weights
+    return Step(code, f"{prefix}(W, x0, y);", blob, how, libm)
+
+
+def _xp(i0: str, i1: str, i2: str) -> str:
+    return f"x + (((ptrdiff_t)({i0}) * I1 + ({i1})) * I2 + ({i2})) * C"
+
+
+def _pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    p = node.params
+    rank = len(p["pool"])
+    ks, ss = _pad3(p["pool"]), _pad3(p["strides"])
+    los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
+    is_max = p["kind"] == "max"
+    init = "-INFINITY" if is_max else "0.0f"
+    acc = "acc = v > acc ? v : acc;" if is_max else "acc += v;"
+    finish = "yp[ch] = acc;" if is_max else "yp[ch] = acc / (float)count;"
+    body = f"""        for (ch = 0; ch < C; ++ch) {{
+            float acc = {init};
+            int a, b, c, count = 0;
+            for (a = 0; a < {ks[0]}; ++a)
+            for (b = 0; b < {ks[1]}; ++b)
+            for (c = 0; c < {ks[2]}; ++c) {{
+                const int i0 = o0 * {ss[0]} + a - {los[0]}, i1 = o1 * {ss[1]} + b - {los[1]};
+                const int i2 = o2 * {ss[2]} + c - {los[2]};
+                float v;
+                if (i0 < 0 || i0 >= I0 || i1 < 0 || i1 >= I1 || i2 < 0 || i2 >= I2) continue;
+                v = ({_xp("i0", "i1", "i2")})[ch];
+                {acc}
+                ++count;
+            }}
+            {finish}
+        }}"""
+    how = f"{p['kind']} pooling {tuple(p['pool'])}, stride {tuple(p['strides'])}"
+    if not is_max:
+        how += " (divides by the elements inside the image)"
+    return _spatial_loop(prefix, node, x, body, how, libm=is_max)
+
+
+def _upsample(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    p = node.params
+    size = _pad3(p["size"])
+    if p["interpolation"] == "nearest":
+        src = _xp(f"o0 / {size[0]}", f"o1 / {size[1]}", f"o2 / {size[2]}")
+        body = f"        memcpy(yp, {src}, sizeof(float) * C);"
+        return _spatial_loop(prefix, node, x, body, f"nearest upsampling {tuple(p['size'])}")
+    sh, sw = size[1], size[2]
+    body = f"""        /* tf.image.resize bilinear: half-pixel centres, clamped at the edges */
+        const float fy = ((float)o1 + 0.5f) / {sh}.0f - 0.5f;
+        const float fx = ((float)o2 + 0.5f) / {sw}.0f - 0.5f;
+        const float ly = floorf(fy), lx = floorf(fx);
+        const float wy = fy - ly, wx = fx - lx;
+        const int y0 = ly < 0.0f ? 0 : (int)ly, x0 = lx < 0.0f ? 0 : (int)lx;
+        const int y1 = (int)ly + 1 > I1 - 1 ? I1 - 1 : ((int)ly + 1 < 0 ? 0 : (int)ly + 1);
+        const int x1 = (int)lx + 1 > I2 - 1 ? I2 - 1 : ((int)lx + 1 < 0 ? 0 : (int)lx + 1);
+        const float *a = {_xp("o0", "y0", "x0")}, *b = {_xp("o0", "y0", "x1")};
+        const float *c = {_xp("o0", "y1", "x0")}, *d = {_xp("o0", "y1", "x1")};
+        for (ch = 0; ch < C; ++ch) {{
+            const float top = a[ch] + (b[ch] - a[ch]) * wx, bot = c[ch] + (d[ch] - c[ch]) * wx;
+            yp[ch] = top + (bot - top) * wy;
+        }}"""
+    return _spatial_loop(
+        prefix, node, x, body, f"bilinear upsampling {tuple(p['size'])}", libm=True
+    )
+
+
+def _pad_or_crop(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    rank = len(x) - 1
+    if node.op == "pad":
+        los = [0] * (3 - rank) + [lo for lo, _ in node.params["pads"]]
+        src = [f"o{a} - {los[a]}" for a in range(3)]
+        inside = " || ".join(f"{s} < 0 || {s} >= I{a}" for a, s in enumerate(src))
+        body = (
+            f"        if ({inside}) memset(yp, 0, sizeof(float) * C);\n"
+            f"        else memcpy(yp, {_xp(*src)}, sizeof(float) * C);"
+        )
+        return _spatial_loop(prefix, node, x, body, "zero padding")
+    los = [0] * (3 - rank) + [lo for lo, _ in node.params["crops"]]
+    body = f"        memcpy(yp, {_xp(*(f'o{a} + {los[a]}' for a in range(3)))}, sizeof(float) * C);"
+    return _spatial_loop(prefix, node, x, body, "cropping")
+
+
+def _global_pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    is_max = node.params["kind"] == "max"
+    pixels = math.prod(x[:-1])
+    c = x[-1]
+    init = "-INFINITY" if is_max else "0.0f"
+    acc = "acc = v > acc ? v : acc;" if is_max else "acc += v;"
+    done = "acc" if is_max else f"acc / {_f(pixels)}"
+    code = (
+        f"static void {prefix}(const float *x, float *y)\n{{\n    long i;\n    int ch;\n"
+        f"    for (ch = 0; ch < {c}; ++ch) {{\n        float acc = {init};\n"
+        f"        for (i = 0; i < {pixels}; ++i) {{ const float v = x[i * {c} + ch]; {acc} }}\n"
+        f"        y[ch] = {done};\n    }}\n}}\n"
+    )
+    return Step(code, f"{prefix}(x0, y);", how=f"global {node.params['kind']} pooling", libm=is_max)
+
+
+def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+    p = node.params
+    rank = len(x) - 1
+    block, los = _pad3(p["block"]), [0] * (3 - rank) + list(p["pads"])
+    src = [f"o{a} * {block[a]} + r{a} - {los[a]}" for a in range(3)]
+    outside = " || ".join(f"i{a} < 0 || i{a} >= I{a}" for a in range(3))
+    body = f"""        int r0, r1, r2;
+        for (r0 = 0; r0 < {block[0]}; ++r0)
+        for (r1 = 0; r1 < {block[1]}; ++r1)
+        for (r2 = 0; r2 < {block[2]}; ++r2) {{
+            const int i0 = {src[0]}, i1 = {src[1]}, i2 = {src[2]};
+            float *dst = yp + ((r0 * {block[1]} + r1) * {block[2]} + r2) * C;
+            if ({outside}) memset(dst, 0, sizeof(float) * C);
+            else memcpy(dst, {_xp("i0", "i1", "i2")}, sizeof(float) * C);
+        }}"""
+    step = _spatial_loop(prefix, node, x, body, f"space-to-depth by {tuple(p['block'])}")
+    # the loop's pixel pointer steps by the output's channels (block * C)
+    step.code = step.code.replace(
+        "float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * C;",
+        f"float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * {node.shape[-1]};",
+    )
+    return step
+
+
+def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
+    """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
+    ``prefix``.  Raises ``ValueError`` naming the layer for what the C export cannot do."""
+    op = node.op
+    x = shapes[0] if shapes else ()
+    if op == "conv_transpose":
+        return _conv_transpose(prefix, node, x)
+    if op == "dense":
+        return _dense(prefix, node, x)
+    if op == "conv":
+        if node.weights["kernel"].shape[-2] == 1 and node.params["groups"] == x[-1] > 1:
+            return _depthwise(prefix, node, x)
+        if all(s == 1 for s in node.params["strides"]):
+            return _conv_as_transpose(prefix, node, x)
+        return _direct_conv(prefix, node, x)
+    if op in ("activation", "relu", "leaky_relu", "elu", "prelu", "rescale"):
+        return _unary(prefix, node, x)
+    if op == "batch_norm":
+        return _batch_norm(prefix, node, x)
+    if op == "layer_norm":
+        return _layer_norm(prefix, node, x)
+    if op == "softmax":
+        return _softmax(prefix, node, x)
+    if op in ("add", "subtract", "multiply", "average", "maximum", "minimum"):
+        return _merge(prefix, node, shapes)
+    if op == "concat":
+        return _concat(prefix, node, shapes)
+    if op == "transpose":
+        return _transpose(prefix, node, x)
+    if op == "pool":
+        return _pool(prefix, node, x)
+    if op == "upsample":
+        return _upsample(prefix, node, x)
+    if op in ("pad", "crop"):
+        return _pad_or_crop(prefix, node, x)
+    if op == "global_pool":
+        return _global_pool(prefix, node, x)
+    if op == "space_to_depth":
+        return _space_to_depth(prefix, node, x)
+    raise ValueError(f"layer {node.layer!r} ({node.layer_class}): op {op!r} has no C export")
