@@ -28,6 +28,7 @@ from ..kernels import emit
 from ..kernels.build import STRICT_FLAGS, compile_c
 from ..kernels.spec import check_name
 from .cops import Step, step_source
+from .harness import harness_helpers
 from .project import prepare_dir
 
 __all__ = ["ModelExport", "export_model_c", "plan_graph", "verify_model"]
@@ -399,34 +400,7 @@ void {p}_trace(int step, const float *data, long count)
 }}
 #endif
 
-static int {p}_fail(const char *what)
-{{
-    fprintf(stderr, "{p}: %s\\n", what);
-    return 1;
-}}
-
-static float *{p}_read(const char *path, long *count)
-{{
-    FILE *fh = fopen(path, "rb");
-    float *data;
-    long bytes;
-    if (fh == NULL) return NULL;
-    if (fseek(fh, 0, SEEK_END) != 0 || (bytes = ftell(fh)) < 0 || bytes % 4 != 0) {{
-        fclose(fh);
-        return NULL;
-    }}
-    rewind(fh);
-    data = (float *)malloc(bytes > 0 ? (size_t)bytes : 1);
-    if (data != NULL && (long)fread(data, 1, (size_t)bytes, fh) != bytes) {{
-        free(data);
-        data = NULL;
-    }}
-    fclose(fh);
-    *count = bytes / 4;
-    return data;
-}}
-
-static int {p}_compare(int j, const float *c, const float *e, long count)
+{harness_helpers(p)}static int {p}_compare(int j, const float *c, const float *e, long count)
 {{
     double err = 0.0, scale = 1.0, bound;
     long i;
@@ -443,19 +417,6 @@ static int {p}_compare(int j, const float *c, const float *e, long count)
     printf("{p}: output %d, %ld values, max abs error %.3g (bound %.3g): %s\\n", j, count, err,
            bound, err <= bound && !nan ? "PASS" : "FAIL");
     return err <= bound && !nan ? 0 : 1;
-}}
-
-static double {p}_now(void)
-{{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}}
-
-static int {p}_cmp(const void *a, const void *b)
-{{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }}
 
 int main(int argc, char **argv)

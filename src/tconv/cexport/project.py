@@ -14,6 +14,7 @@ from ..kernels.spec import Spec
 from ..layer import TransposedConv
 from ..quant import QuantizedTransposeConv
 from . import quantized
+from .harness import harness_helpers
 from .spec import from_layer
 
 WEIGHTS_MODES = ("inline", "file")
@@ -162,47 +163,7 @@ def _harness(spec: Spec, weights: str) -> str:
 
 #define {u}_TERMS {spec.max_terms}
 
-static int {p}_fail(const char *what)
-{{
-    fprintf(stderr, "{p}: %s\\n", what);
-    return 1;
-}}
-
-static float *{p}_read(const char *path, long *count)
-{{
-    FILE *fh = fopen(path, "rb");
-    float *data;
-    long bytes;
-    if (fh == NULL) return NULL;
-    if (fseek(fh, 0, SEEK_END) != 0 || (bytes = ftell(fh)) < 0 || bytes % 4 != 0) {{
-        fclose(fh);
-        return NULL;
-    }}
-    rewind(fh);
-    data = (float *)malloc(bytes > 0 ? (size_t)bytes : 1);
-    if (data != NULL && (long)fread(data, 1, (size_t)bytes, fh) != bytes) {{
-        free(data);
-        data = NULL;
-    }}
-    fclose(fh);
-    *count = bytes / 4;
-    return data;
-}}
-
-static double {p}_now(void)
-{{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}}
-
-static int {p}_cmp(const void *a, const void *b)
-{{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}}
-
-static int {p}_check(const char *dir, int bench)
+{harness_helpers(p)}static int {p}_check(const char *dir, int bench)
 {{
     char path[4096];
     long n_in = 0, n_exp = 0, i;

@@ -16,6 +16,7 @@ import numpy as np
 from ..kernels import qemit
 from ..kernels.spec import check_name
 from ..quant import QuantizedTransposeConv
+from .harness import harness_helpers
 
 
 def qspec(layer: QuantizedTransposeConv, name: str) -> qemit.QSpec:
@@ -57,26 +58,7 @@ def _harness(spec: qemit.QSpec) -> str:
         if spec.sixteen
         else "(int8_t)b[i]"
     )
-    return f"""\
-/* Test harness for {p}: runs it on {p}_input.bin and compares every element with
- * {p}_expected.bin (both written by tconv: raw {t}{", little-endian" if spec.sixteen else ""};
- * the batch follows from the size).  Prints the number of differing elements and PASS/FAIL,
- * exits 0/1.  `--bench R` prints the median time of R runs; `--dir D` reads the files from D. */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 199309L
-#endif
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include "{p}.h"
-
-static int {p}_fail(const char *what)
-{{
-    fprintf(stderr, "{p}: %s\\n", what);
-    return 1;
-}}
-
+    reader = f"""\
 static {t} *{p}_read(const char *path, long *count)
 {{
     FILE *fh = fopen(path, "rb");
@@ -100,20 +82,22 @@ static {t} *{p}_read(const char *path, long *count)
     return data;
 }}
 
-static double {p}_now(void)
-{{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}}
+"""
+    return f"""\
+/* Test harness for {p}: runs it on {p}_input.bin and compares every element with
+ * {p}_expected.bin (both written by tconv: raw {t}{", little-endian" if spec.sixteen else ""};
+ * the batch follows from the size).  Prints the number of differing elements and PASS/FAIL,
+ * exits 0/1.  `--bench R` prints the median time of R runs; `--dir D` reads the files from D. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 199309L
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "{p}.h"
 
-static int {p}_cmp(const void *a, const void *b)
-{{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}}
-
-static int {p}_check(const char *dir, int bench)
+{harness_helpers(p, reader)}static int {p}_check(const char *dir, int bench)
 {{
     char path[4096];
     long n_in = 0, n_exp = 0, i, bad = 0, worst = 0;
