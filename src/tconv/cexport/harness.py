@@ -1,4 +1,5 @@
-"""C text that every generated test harness shares (float layers, quantized layers, models)."""
+"""What every exported C project shares (float layers, quantized layers, models): the test
+harness's C helpers, the Makefile and the CMakeLists.txt."""
 
 from __future__ import annotations
 
@@ -56,3 +57,77 @@ static int {p}_cmp(const void *a, const void *b)
 }}
 
 """
+
+
+def makefile(
+    p: str,
+    *,
+    fastest: str,
+    libm: bool = True,
+    canary: bool = False,
+    note: str = "",
+    clean: str = "",
+) -> str:
+    """The project's Makefile: ``make`` builds and runs ``test_p``; ``bench``, ``shared``
+    (``libp.so``), ``clean``, and ``canary`` for a harness that has ``--canary``.  ``fastest``
+    is the CFLAGS the comment suggests, ``libm`` links ``-lm``, ``clean`` adds files to remove."""
+    libs = " $(LDLIBS)" if libm else ""
+    canary_rule = f"canary: test_{p}\n\t./test_{p} --canary\n\n" if canary else ""
+    return f"""\
+# Builds and runs the test of {p}{note}: `make` (or `make CC=clang`).
+# Fastest: make CFLAGS="{fastest}"
+CFLAGS ?= -O3 -std=c99 -Wall -Wextra -Wpedantic
+{"LDLIBS ?= -lm" + chr(10) if libm else ""}LIB_SRC = {p}.c {p}_weights.c
+
+.PHONY: all test {"canary " if canary else ""}bench shared clean
+all: test
+
+test_{p}: test_{p}.c $(LIB_SRC) {p}.h
+\t$(CC) $(CFLAGS) -o $@ test_{p}.c $(LIB_SRC){libs}
+
+test: test_{p}
+\t./test_{p}
+
+{canary_rule}bench: test_{p}
+\t./test_{p} --bench 20
+
+shared: lib{p}.so
+lib{p}.so: $(LIB_SRC) {p}.h
+\t$(CC) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC){libs}
+
+clean:
+\trm -f test_{p} lib{p}.so{" " + clean if clean else ""}
+"""
+
+
+def cmake_lists(p: str, *, libm_openmp: bool = True, canary: bool = False) -> str:
+    """The project's CMakeLists.txt: library ``p``, ``test_p`` as a ctest test (and its
+    ``--canary`` run); with ``libm_openmp``, libm and OpenMP linked where found."""
+    links = f"""\
+find_library(M_LIBRARY m)
+if(M_LIBRARY)
+  target_link_libraries({p} PUBLIC ${{M_LIBRARY}})
+endif()
+find_package(OpenMP)
+if(OpenMP_C_FOUND)
+  target_link_libraries({p} PUBLIC OpenMP::OpenMP_C)
+endif()
+"""
+    dir_ = "${CMAKE_CURRENT_SOURCE_DIR}"
+    canary_test = (
+        f"add_test(NAME test_{p}_canary COMMAND test_{p} --canary --dir {dir_})\n" if canary else ""
+    )
+    return f"""\
+cmake_minimum_required(VERSION 3.10)
+project({p} C)
+set(CMAKE_C_STANDARD 99)
+set(CMAKE_C_STANDARD_REQUIRED ON)
+
+add_library({p} {p}.c {p}_weights.c)
+target_include_directories({p} PUBLIC {dir_})
+{links if libm_openmp else ""}
+add_executable(test_{p} test_{p}.c)
+target_link_libraries(test_{p} {p})
+enable_testing()
+add_test(NAME test_{p} COMMAND test_{p} --dir {dir_})
+{canary_test}"""

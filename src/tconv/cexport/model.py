@@ -28,7 +28,7 @@ from ..kernels import emit
 from ..kernels.build import STRICT_FLAGS, compile_c
 from ..kernels.spec import check_name
 from .cops import Step, step_source
-from .harness import harness_helpers
+from .harness import cmake_lists, harness_helpers, makefile
 from .project import prepare_dir
 
 __all__ = ["ModelExport", "export_model_c", "plan_graph", "verify_model"]
@@ -489,64 +489,6 @@ int main(int argc, char **argv)
 """
 
 
-def _makefile(p: str) -> str:
-    return f"""\
-# Builds and runs the test of {p}: `make` (or `make CC=clang`).
-# Fastest: make CFLAGS="-O3 -std=c99 -march=native -ffp-contract=fast -fopenmp"
-CFLAGS ?= -O3 -std=c99 -Wall -Wextra -Wpedantic
-LDLIBS ?= -lm
-LIB_SRC = {p}.c {p}_weights.c
-
-.PHONY: all test canary bench shared clean
-all: test
-
-test_{p}: test_{p}.c $(LIB_SRC) {p}.h
-\t$(CC) $(CFLAGS) -o $@ test_{p}.c $(LIB_SRC) $(LDLIBS)
-
-test: test_{p}
-\t./test_{p}
-
-canary: test_{p}
-\t./test_{p} --canary
-
-bench: test_{p}
-\t./test_{p} --bench 20
-
-shared: lib{p}.so
-lib{p}.so: $(LIB_SRC) {p}.h
-\t$(CC) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC) $(LDLIBS)
-
-clean:
-\trm -f test_{p} lib{p}.so {p}_trace.bin
-"""
-
-
-def _cmake(p: str) -> str:
-    return f"""\
-cmake_minimum_required(VERSION 3.10)
-project({p} C)
-set(CMAKE_C_STANDARD 99)
-set(CMAKE_C_STANDARD_REQUIRED ON)
-
-add_library({p} {p}.c {p}_weights.c)
-target_include_directories({p} PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}})
-find_library(M_LIBRARY m)
-if(M_LIBRARY)
-  target_link_libraries({p} PUBLIC ${{M_LIBRARY}})
-endif()
-find_package(OpenMP)
-if(OpenMP_C_FOUND)
-  target_link_libraries({p} PUBLIC OpenMP::OpenMP_C)
-endif()
-
-add_executable(test_{p} test_{p}.c)
-target_link_libraries(test_{p} {p})
-enable_testing()
-add_test(NAME test_{p} COMMAND test_{p} --dir ${{CMAKE_CURRENT_SOURCE_DIR}})
-add_test(NAME test_{p}_canary COMMAND test_{p} --canary --dir ${{CMAKE_CURRENT_SOURCE_DIR}})
-"""
-
-
 def graph_rows(ex: ModelExport) -> list[dict[str, Any]]:
     """One row per step: index, layer, class, inputs, output shape, where it lives, notes."""
     rows = []
@@ -670,8 +612,13 @@ def export_model_c(
         f"{p}.c": library_source(ex),
         f"{p}_weights.c": weights_source(ex),
         f"test_{p}.c": harness_source(ex),
-        "Makefile": _makefile(p),
-        "CMakeLists.txt": _cmake(p),
+        "Makefile": makefile(
+            p,
+            fastest="-O3 -std=c99 -march=native -ffp-contract=fast -fopenmp",
+            canary=True,
+            clean=f"{p}_trace.bin",
+        ),
+        "CMakeLists.txt": cmake_lists(p, canary=True),
         "README.md": readme_source(ex),
     }
     written = []

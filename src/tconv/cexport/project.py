@@ -14,7 +14,7 @@ from ..kernels.spec import Spec
 from ..layer import TransposedConv
 from ..quant import QuantizedTransposeConv
 from . import quantized
-from .harness import harness_helpers
+from .harness import cmake_lists, harness_helpers, makefile
 from .spec import from_layer
 
 WEIGHTS_MODES = ("inline", "file")
@@ -241,62 +241,6 @@ int main(int argc, char **argv)
 """
 
 
-def _makefile(spec: Spec) -> str:
-    p = spec.name
-    return f"""\
-# Builds and runs the test of {p}: `make` (or `make CC=clang`).
-# Fastest: make CFLAGS="-O3 -march=native -ffp-contract=fast -fopenmp"
-CFLAGS ?= -O3 -std=c99 -Wall -Wextra -Wpedantic
-LDLIBS ?= -lm
-LIB_SRC = {p}.c {p}_weights.c
-
-.PHONY: all test bench shared clean
-all: test
-
-test_{p}: test_{p}.c $(LIB_SRC) {p}.h
-\t$(CC) $(CFLAGS) -o $@ test_{p}.c $(LIB_SRC) $(LDLIBS)
-
-test: test_{p}
-\t./test_{p}
-
-bench: test_{p}
-\t./test_{p} --bench 20
-
-shared: lib{p}.so
-lib{p}.so: $(LIB_SRC) {p}.h
-\t$(CC) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC) $(LDLIBS)
-
-clean:
-\trm -f test_{p} lib{p}.so
-"""
-
-
-def _cmake(spec: Spec) -> str:
-    p = spec.name
-    return f"""\
-cmake_minimum_required(VERSION 3.10)
-project({p} C)
-set(CMAKE_C_STANDARD 99)
-set(CMAKE_C_STANDARD_REQUIRED ON)
-
-add_library({p} {p}.c {p}_weights.c)
-target_include_directories({p} PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}})
-find_library(M_LIBRARY m)
-if(M_LIBRARY)
-  target_link_libraries({p} PUBLIC ${{M_LIBRARY}})
-endif()
-find_package(OpenMP)
-if(OpenMP_C_FOUND)
-  target_link_libraries({p} PUBLIC OpenMP::OpenMP_C)
-endif()
-
-add_executable(test_{p} test_{p}.c)
-target_link_libraries(test_{p} {p})
-enable_testing()
-add_test(NAME test_{p} COMMAND test_{p} --dir ${{CMAKE_CURRENT_SOURCE_DIR}})
-"""
-
-
 def _readme(spec: Spec, style: str, weights: str) -> str:
     p, u = spec.name, spec.macro
     g = spec.geometry
@@ -411,8 +355,8 @@ def project_files(spec: Spec, style: str, weights: str, blob: np.ndarray) -> dic
         f"{p}.h": emit.header_source(spec, weights, blob.size),
         f"{p}.c": emit.library_source(spec, style, weights),
         f"test_{p}.c": _harness(spec, weights),
-        "Makefile": _makefile(spec),
-        "CMakeLists.txt": _cmake(spec),
+        "Makefile": makefile(p, fastest="-O3 -march=native -ffp-contract=fast -fopenmp"),
+        "CMakeLists.txt": cmake_lists(p),
         "README.md": _readme(spec, style, weights),
     }
     if weights == "inline":

@@ -16,7 +16,7 @@ import numpy as np
 from ..kernels import qemit
 from ..kernels.spec import check_name
 from ..quant import QuantizedTransposeConv
-from .harness import harness_helpers
+from .harness import cmake_lists, harness_helpers, makefile
 
 
 def qspec(layer: QuantizedTransposeConv, name: str) -> qemit.QSpec:
@@ -169,51 +169,6 @@ int main(int argc, char **argv)
 """
 
 
-def _makefile(p: str) -> str:
-    return f"""\
-# Builds and runs the test of {p} (integer only, no libm): `make` (or `make CC=clang`).
-# Fastest: make CFLAGS="-O3 -march=native"
-CFLAGS ?= -O3 -std=c99 -Wall -Wextra -Wpedantic
-LIB_SRC = {p}.c {p}_weights.c
-
-.PHONY: all test bench shared clean
-all: test
-
-test_{p}: test_{p}.c $(LIB_SRC) {p}.h
-\t$(CC) $(CFLAGS) -o $@ test_{p}.c $(LIB_SRC)
-
-test: test_{p}
-\t./test_{p}
-
-bench: test_{p}
-\t./test_{p} --bench 20
-
-shared: lib{p}.so
-lib{p}.so: $(LIB_SRC) {p}.h
-\t$(CC) $(CFLAGS) -fPIC -shared -o $@ $(LIB_SRC)
-
-clean:
-\trm -f test_{p} lib{p}.so
-"""
-
-
-def _cmake(p: str) -> str:
-    return f"""\
-cmake_minimum_required(VERSION 3.10)
-project({p} C)
-set(CMAKE_C_STANDARD 99)
-set(CMAKE_C_STANDARD_REQUIRED ON)
-
-add_library({p} {p}.c {p}_weights.c)
-target_include_directories({p} PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}})
-
-add_executable(test_{p} test_{p}.c)
-target_link_libraries(test_{p} {p})
-enable_testing()
-add_test(NAME test_{p} COMMAND test_{p} --dir ${{CMAKE_CURRENT_SOURCE_DIR}})
-"""
-
-
 def _readme(spec: qemit.QSpec, layer: QuantizedTransposeConv) -> str:
     p, g, t = spec.name, spec.geometry, spec.ctype
     (ay, ax) = g.axes
@@ -300,8 +255,10 @@ def project_files(
         f"{p}.c": qemit.library_source(spec),
         f"{p}_weights.c": qemit.weights_source(spec),
         f"test_{p}.c": _harness(spec),
-        "Makefile": _makefile(p),
-        "CMakeLists.txt": _cmake(p),
+        "Makefile": makefile(
+            p, fastest="-O3 -march=native", libm=False, note=" (integer only, no libm)"
+        ),
+        "CMakeLists.txt": cmake_lists(p, libm_openmp=False),
         "README.md": _readme(spec, layer),
         f"{p}_input.bin": np.ascontiguousarray(x, dtype=little).tobytes(),
         f"{p}_expected.bin": np.ascontiguousarray(layer(x), dtype=little).tobytes(),
