@@ -11,6 +11,31 @@ def harness_helpers(p: str, read: str | None = None) -> str:
     return _FAIL.format(p=p) + (_READ.format(p=p) if read is None else read) + _NOW_CMP.format(p=p)
 
 
+def harness_main(p: str) -> str:
+    """A harness's ``main``: ``[--bench R] [--dir D]`` into ``p_check(dir, bench)`` (left out
+    under ``-DTCONV_NO_MAIN``, for drivers that include several harnesses)."""
+    return _MAIN.format(p=p)
+
+
+_MAIN = """\
+#ifndef TCONV_NO_MAIN
+int main(int argc, char **argv)
+{{
+    const char *dir = ".";
+    int bench = 0, a;
+    for (a = 1; a < argc; ++a) {{
+        if (strcmp(argv[a], "--bench") == 0 && a + 1 < argc) bench = atoi(argv[++a]);
+        else if (strcmp(argv[a], "--dir") == 0 && a + 1 < argc) dir = argv[++a];
+        else {{
+            fprintf(stderr, "usage: %s [--bench R] [--dir D]\\n", argv[0]);
+            return 2;
+        }}
+    }}
+    return {p}_check(dir, bench);
+}}
+#endif
+"""
+
 _FAIL = """\
 static int {p}_fail(const char *what)
 {{

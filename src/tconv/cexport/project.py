@@ -14,7 +14,7 @@ from ..kernels.spec import Spec
 from ..layer import TransposedConv
 from ..quant import QuantizedTransposeConv
 from . import quantized
-from .harness import cmake_lists, harness_helpers, makefile
+from .harness import cmake_lists, harness_helpers, harness_main, makefile
 from .spec import from_layer
 
 WEIGHTS_MODES = ("inline", "file")
@@ -222,23 +222,7 @@ def _harness(spec: Spec, weights: str) -> str:
 {free_w}    return rc;
 }}
 
-#ifndef TCONV_NO_MAIN
-int main(int argc, char **argv)
-{{
-    const char *dir = ".";
-    int bench = 0, a;
-    for (a = 1; a < argc; ++a) {{
-        if (strcmp(argv[a], "--bench") == 0 && a + 1 < argc) bench = atoi(argv[++a]);
-        else if (strcmp(argv[a], "--dir") == 0 && a + 1 < argc) dir = argv[++a];
-        else {{
-            fprintf(stderr, "usage: %s [--bench R] [--dir D]\\n", argv[0]);
-            return 2;
-        }}
-    }}
-    return {p}_check(dir, bench);
-}}
-#endif
-"""
+{harness_main(p)}"""
 
 
 def _readme(spec: Spec, style: str, weights: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from ..kernels import qemit
 from ..kernels.spec import check_name
 from ..quant import QuantizedTransposeConv
-from .harness import cmake_lists, harness_helpers, makefile
+from .harness import cmake_lists, harness_helpers, harness_main, makefile
 
 
 def qspec(layer: QuantizedTransposeConv, name: str) -> qemit.QSpec:
@@ -150,23 +150,7 @@ static {t} *{p}_read(const char *path, long *count)
     return rc;
 }}
 
-#ifndef TCONV_NO_MAIN
-int main(int argc, char **argv)
-{{
-    const char *dir = ".";
-    int bench = 0, a;
-    for (a = 1; a < argc; ++a) {{
-        if (strcmp(argv[a], "--bench") == 0 && a + 1 < argc) bench = atoi(argv[++a]);
-        else if (strcmp(argv[a], "--dir") == 0 && a + 1 < argc) dir = argv[++a];
-        else {{
-            fprintf(stderr, "usage: %s [--bench R] [--dir D]\\n", argv[0]);
-            return 2;
-        }}
-    }}
-    return {p}_check(dir, bench);
-}}
-#endif
-"""
+{harness_main(p)}"""
 
 
 def _readme(spec: qemit.QSpec, layer: QuantizedTransposeConv) -> str:
