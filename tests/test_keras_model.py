@@ -206,6 +206,20 @@ def merge_operands(keras: Any, a: Any, b: Any) -> dict[str, Any]:
     }
 
 
+def group_model(keras: Any, group: str, cases: list[str]) -> Any:
+    """One Keras model with every case of ``group`` as an output, weights randomized."""
+    inp = keras.Input(INPUTS[group], name=f"x_{group}")
+    names = dict(vars(keras.layers))
+    inputs = [inp]
+    if group == "merge":
+        inputs.append(keras.Input(INPUTS[group], name="b"))
+        names.update(merge_operands(keras, inp, inputs[1]))
+        outputs = [eval(case, {}, names) for case in cases]  # noqa: S307 - our strings
+    else:
+        outputs = [eval(case, {}, names)(inp) for case in cases]  # noqa: S307
+    return zoo.randomize(keras.Model(inputs, outputs, name=f"m_{group}"), SEED)
+
+
 def terms(model: tk.Model) -> int:
     """The longest sum of products of any node: the rounding bound's term count."""
     longest = 1
@@ -249,17 +263,8 @@ def groups(tmp_path_factory):
     rng = np.random.default_rng(SEED)
     built = {}
     for group, cases in CASES.items():
-        inp = keras.Input(INPUTS[group], name=f"x_{group}")
-        names = dict(vars(keras.layers))
-        inputs = [inp]
-        if group == "merge":
-            inputs.append(keras.Input(INPUTS[group], name="b"))
-            names.update(merge_operands(keras, inp, inputs[1]))
-            outputs = [eval(case, {}, names) for case in cases]  # noqa: S307 - our strings
-        else:
-            outputs = [eval(case, {}, names)(inp) for case in cases]  # noqa: S307
-        model = zoo.randomize(keras.Model(inputs, outputs, name=f"m_{group}"), SEED)
-        xs = [rng.normal(0, 1, (2, *INPUTS[group])).astype(np.float32) for _ in inputs]
+        model = group_model(keras, group, cases)
+        xs = [rng.normal(0, 1, (2, *INPUTS[group])).astype(np.float32) for _ in model.inputs]
         x = xs if group == "merge" else xs[0]
         paths = {ext: tmp / f"{group}.{ext}" for ext in ("keras", "h5")}
         for path in paths.values():

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_close, peer
-from test_keras_model import CASES, INPUTS, SEED, merge_operands, terms
+from test_keras_model import CASES, INPUTS, SEED, group_model, terms
 
 import tconv
 import tconv.keras as tk
@@ -228,17 +228,8 @@ def groups_c(tmp_path_factory):
     rng = np.random.default_rng(SEED)
     for group in ("vec", "1d", "2d", "3d", "merge"):
         cases = [c for c in CASES[group] if (group, c) not in C_REFUSED]
-        names = dict(vars(keras.layers))
-        inp = keras.Input(INPUTS[group], name=f"x_{group}")
-        inputs = [inp]
-        if group == "merge":
-            inputs.append(keras.Input(INPUTS[group], name="b"))
-            names.update(merge_operands(keras, inp, inputs[1]))
-            outputs = [eval(case, {}, names) for case in cases]  # noqa: S307 - our strings
-        else:
-            outputs = [eval(case, {}, names)(inp) for case in cases]  # noqa: S307
-        model = zoo.randomize(keras.Model(inputs, outputs, name=f"m_{group}"), SEED)
-        xs = [rng.uniform(-1, 1, (2, *INPUTS[group])).astype(np.float32) for _ in inputs]
+        model = group_model(keras, group, cases)
+        xs = [rng.uniform(-1, 1, (2, *INPUTS[group])).astype(np.float32) for _ in model.inputs]
         model.save(tmp / f"{group}.keras")
         expected = [np.asarray(y) for y in model(xs if len(xs) > 1 else xs[0])]
         built[group] = (tmp / f"{group}.keras", xs, expected)
