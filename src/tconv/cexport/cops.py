@@ -197,6 +197,134 @@ static void {prefix}(const float *W, const float *x, float *y)
     )
 
 
+SMALL_COUT = 4
+"""Stride-1 convolutions of at most this many filters run :func:`_few_filters`: the
+register-blocked kernel vectorizes over filters, most of whose lanes would be idle."""
+RING_FLOATS = 4096
+"""The most floats of transposed input rows :func:`_few_filters` keeps on the stack."""
+
+
+def _ring_floats(node: Node, x: tuple[int, ...]) -> int:
+    kernel = node.weights["kernel"]
+    ks = _pad3(kernel.shape[:-2])
+    width = _pad3(node.shape[:-1])[2] + ks[2] - 1
+    return ks[1] * x[-1] * width
+
+
+def _few(node: Node, x: tuple[int, ...]) -> bool:
+    """Whether :func:`_few_filters` runs ``node``: at most :data:`SMALL_COUT` filters, rank 1 or
+    2, groups 1, stride and dilation 1, and its ring within :data:`RING_FLOATS`."""
+    p = node.params
+    return (
+        node.weights["kernel"].shape[-1] <= SMALL_COUT
+        and len(x) <= 3
+        and p["groups"] == 1
+        and all(s == 1 for s in p["strides"])
+        and all(d == 1 for d in p["dilation"])
+        and _ring_floats(node, x) <= RING_FLOATS
+    )
+
+
+def _few_filters(prefix: str, node: Node, x: tuple[int, ...], row: int | None = None) -> Step:
+    """A stride-1 convolution of few filters, vectorized over the output pixels of a row:
+    each input row is transposed once into a ring of the kernel's height (channels first, the
+    padding columns zero), then ``acc[f][o] += xt[k][o + c] * w[f, b, c, k]`` over the taps
+    ``(b, c)`` and channels ``k`` runs along the row.  Output rows are cut into chunks (each
+    refills its ring), the sum's order is the same in every chunk: bit-identical under
+    OpenMP.  ``row``: floats between consecutive output pixels (default: the filters)."""
+    p = node.params
+    kernel = node.weights["kernel"]  # (*k, cin, cout)
+    rank = kernel.ndim - 2
+    cin, cout = kernel.shape[-2:]
+    ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
+    ks = _pad3(kernel.shape[:-2])
+    los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
+    bias = node.weights.get("bias")
+    act = p["activation"]
+    rowwise = cactivations.is_rowwise(act)
+    defs = cactivations.definitions(act, prefix)
+    store = "v[f]" if rowwise else cactivations.store_expr(act, prefix, "v[f]")
+    finish = (
+        f"{prefix}_{act}_rows(v, 1, COUT); /* over the pixel's COUT values */" if rowwise else ""
+    )
+    init = "W[KCOUNT + f]" if bias is not None else "0.0f"
+    rows = outs[0] * outs[1]
+    chunks = max(1, min(16, rows // 4))
+    code = f"""{defs}
+/* Stride-1 convolution of {cout} filter(s), vectorized over the output pixels of a row: each
+ * input row is transposed once into a ring of K1 rows (channels first, zero padding columns),
+ * then acc[f][o] += xt[k][o + c] * w[f][b][c][k] along the row for every tap and channel.
+ * Stack: the ring (K1 * CIN * PW floats) and the accumulators (COUT * O2 floats). */
+static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]}, O2 = {outs[2]},
+           K1 = {ks[1]}, K2 = {ks[2]}, CIN = {cin}, COUT = {cout}, P1 = {los[1]},
+           P2 = {los[2]}, PW = O2 + K2 - 1, ROW = {row or cout}, ROWS = {rows},
+           CHUNKS = {chunks}, KCOUNT = {kernel.size} }};
+    int chunk;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if({rows * kernel.size * outs[2]} > 1000000L)
+#endif
+    for (chunk = 0; chunk < CHUNKS; ++chunk) {{
+        float xt[K1][CIN][PW], acc[COUT][O2];
+        const int first = (int)((long)ROWS * chunk / CHUNKS);
+        const int last = (int)((long)ROWS * (chunk + 1) / CHUNKS);
+        int r, b, c, f, k, o, i;
+        for (b = 0; b < K1; ++b)
+            for (k = 0; k < CIN; ++k)
+                for (o = 0; o < PW; ++o) xt[b][k][o] = 0.0f;
+        for (r = first; r < last; ++r) {{
+            const int o0 = r / O1, o1 = r % O1;
+            /* input rows o1 - P1 + b: all of them for a chunk's first row, then the new one */
+            for (b = r == first || o1 == 0 ? 0 : K1 - 1; b < K1; ++b) {{
+                const int i1 = o1 - P1 + b;
+                if (i1 >= 0 && i1 < I1) {{
+                    const float *xr = x + ((ptrdiff_t)o0 * I1 + i1) * I2 * CIN;
+                    float (*t)[PW] = xt[i1 % K1];
+                    for (i = 0; i < I2; ++i)
+                        for (k = 0; k < CIN; ++k) t[k][P2 + i] = xr[(ptrdiff_t)i * CIN + k];
+                }}
+            }}
+            for (f = 0; f < COUT; ++f)
+                for (o = 0; o < O2; ++o) acc[f][o] = {init};
+            for (b = 0; b < K1; ++b) {{
+                const int i1 = o1 - P1 + b;
+                if (i1 < 0 || i1 >= I1) continue;
+                for (c = 0; c < K2; ++c)
+                    for (k = 0; k < CIN; ++k) {{
+                        const float *xk = xt[i1 % K1][k] + c;
+                        for (f = 0; f < COUT; ++f) {{
+                            const float w = W[((ptrdiff_t)(f * K1 + b) * K2 + c) * CIN + k];
+                            float *a = acc[f];
+                            for (o = 0; o < O2; ++o) a[o] += xk[o] * w;
+                        }}
+                    }}
+            }}
+            for (o = 0; o < O2; ++o) {{
+                float v[COUT];
+                float *yp = y + ((ptrdiff_t)r * O2 + o) * ROW;
+                for (f = 0; f < COUT; ++f) v[f] = acc[f][o];
+                {finish}
+                for (f = 0; f < COUT; ++f) yp[f] = {store};
+            }}
+        }}
+    }}
+}}
+"""
+    packed = np.moveaxis(kernel, -1, 0).reshape(-1)  # (cout, *k, cin)
+    parts = [packed] + ([bias.reshape(-1)] if bias is not None else [])
+    how = f"stride-1 convolution of {cout} filter(s) vectorized over the pixels of a row"
+    if rowwise:
+        how += f"; {act} over each pixel's {cout} values at the store"
+    return Step(
+        code,
+        f"{prefix}(W, x0, y);",
+        np.concatenate(parts).astype(np.float32),
+        how,
+        cactivations.needs_libm(act),
+    )
+
+
 def _depthwise(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     """One group per input channel (``DepthwiseConv``, a separable convolution's first step):
     ``y[o, c*M + m] = act(b + sum_taps x[o*s + t*d - lo, c] * w[t, c*M + m])``, the channel
@@ -669,6 +797,8 @@ def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
     if op == "conv":
         if node.weights["kernel"].shape[-2] == 1 and node.params["groups"] == x[-1] > 1:
             return _depthwise(prefix, node, x)
+        if _few(node, x):
+            return _few_filters(prefix, node, x)
         if all(s == 1 for s in node.params["strides"]):
             return _conv_as_transpose(prefix, node, x)
         return _direct_conv(prefix, node, x)

@@ -65,13 +65,17 @@ static void P_{name}_rows(float *y, ptrdiff_t rows, int len)
         float top = row[0], sum = 0.0f;
         int k;
         for (k = 1; k < len; ++k) top = row[k] > top ? row[k] : top;
-        for (k = 0; k < len; ++k) sum += expf(row[k] - top);
+        for (k = 0; k < len; ++k) {total};
         for (k = 0; k < len; ++k) {body};
     }}
 }}
 """
+_ROW_SUM = {  # softmax keeps each exp (one expf per value), log_softmax only their sum
+    "softmax": "{ row[k] = expf(row[k] - top); sum += row[k]; }",
+    "log_softmax": "sum += expf(row[k] - top)",
+}
 _ROW_BODY = {
-    "softmax": "row[k] = expf(row[k] - top) / sum",
+    "softmax": "row[k] = row[k] / sum",
     "log_softmax": "row[k] = (row[k] - top) - logf(sum)",
 }
 
@@ -103,8 +107,8 @@ def _helper_code(names: list[str], prefix: str) -> str:
 def definitions(activation: str, prefix: str) -> str:
     """C definitions needed by ``activation``: helpers, ``prefix_act`` and the row pass."""
     if activation in ROW_WISE:
-        body = _ROW_BODY[activation]
-        return _ROWS.format(name=activation, body=body).replace("P_", f"{prefix}_")
+        body, total = _ROW_BODY[activation], _ROW_SUM[activation]
+        return _ROWS.format(name=activation, body=body, total=total).replace("P_", f"{prefix}_")
     expr, helpers, _ = _ELEMENTWISE[activation]
     code = _helper_code(list(helpers), prefix)
     if activation == "linear":
@@ -137,5 +141,6 @@ def runtime_definitions(prefix: str) -> tuple[str, list[str]]:
         + "\n    default: return v;\n    }\n}\n"
     )
     for name in ROW_WISE:
-        code.append(_ROWS.format(name=name, body=_ROW_BODY[name]).replace("P_", f"{prefix}_"))
+        rows = _ROWS.format(name=name, body=_ROW_BODY[name], total=_ROW_SUM[name])
+        code.append(rows.replace("P_", f"{prefix}_"))
     return "\n".join(code), names
