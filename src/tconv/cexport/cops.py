@@ -341,7 +341,7 @@ def _depthwise(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     bias = node.weights.get("bias")
     act = p["activation"]
     rowwise = cactivations.is_rowwise(act)
-    store = cactivations.store_expr("linear" if rowwise else act, prefix, "yp[f]")
+    store = cactivations.store_expr("linear" if rowwise else act, prefix, "acc[f]")
     defs = cactivations.definitions("linear" if rowwise else act, prefix)
     if rowwise:
         defs += cactivations.definitions(act, prefix)
@@ -364,8 +364,9 @@ static void {prefix}(const float *W, const float *x, float *y)
     for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
         const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
         float *yp = y + o * COUT;
+        float acc[COUT]; /* not in y: the compiler need not fear that y overlaps x or W */
         int f, a, b, c, ch, m;
-        for (f = 0; f < COUT; ++f) yp[f] = {init};
+        for (f = 0; f < COUT; ++f) acc[f] = {init};
         for (a = 0; a < K0; ++a) {{
             const int i0 = o0 * s0 + a * d0 - p0;
             if (i0 < 0 || i0 >= I0) continue;
@@ -379,10 +380,10 @@ static void {prefix}(const float *W, const float *x, float *y)
                     xp = x + (((ptrdiff_t)i0 * I1 + i1) * I2 + i2) * C;
                     wp = W + (ptrdiff_t)((a * K1 + b) * K2 + c) * COUT;
                     if (M == 1) {{
-                        for (ch = 0; ch < C; ++ch) yp[ch] += xp[ch] * wp[ch];
+                        for (ch = 0; ch < C; ++ch) acc[ch] += xp[ch] * wp[ch];
                     }} else {{
                         for (ch = 0; ch < C; ++ch)
-                            for (m = 0; m < M; ++m) yp[ch * M + m] += xp[ch] * wp[ch * M + m];
+                            for (m = 0; m < M; ++m) acc[ch * M + m] += xp[ch] * wp[ch * M + m];
                     }}
                 }}
             }}

@@ -1,6 +1,7 @@
 """Export-time rewrites of a graph: strided convolutions as stride-1 ones on a space-to-depth
 input, BatchNormalization folded into the convolution or dense layer before it, element-wise
-activations fused into its store.
+activations fused into its store, and a per-pixel layer (a 1x1 convolution, a dense layer) that
+reads a nearest upsampling run before it (on fewer pixels; the same products, the same bits).
 
 :func:`fuse` returns a new graph computing the same values: a folded or fused node becomes an
 ``identity`` of the node it went into (so every node name still exists and the executor still
@@ -177,6 +178,64 @@ def _rewrite_strided(graph: Graph) -> list[Node]:
     return nodes
 
 
+def _per_pixel(node: Node) -> bool:
+    """A layer whose output pixel depends only on the same input pixel: a dense layer, or a
+    convolution of kernel 1 and stride 1 with no padding."""
+    if node.op == "dense":
+        return True
+    p = node.params
+    return (
+        node.op == "conv"
+        and all(k == 1 for k in node.weights["kernel"].shape[:-2])
+        and all(s == 1 for s in p["strides"])
+        and all(lo == hi == 0 for lo, hi in p["pads"])
+    )
+
+
+def _upsample_after(nodes: list[Node], outputs: list[str]) -> list[Node]:
+    """``layer(upsample(x))`` -> ``upsample(layer(x))`` for a per-pixel layer reading a nearest
+    upsampling that nothing else reads: each output pixel is the same sum of the same
+    products, computed once per input pixel instead of once per copy.  The upsampling node
+    disappears (nothing reads it); the layer's name now holds the upsampled value."""
+    readers: dict[str, int] = {}
+    for n in nodes:
+        for source in n.inputs:
+            readers[source] = readers.get(source, 0) + 1
+    by_name = {n.name: n for n in nodes}
+    out: list[Node] = []
+    dropped: set[str] = set()
+    for node in nodes:
+        up = by_name.get(node.inputs[0]) if len(node.inputs) == 1 else None
+        if (
+            up is None
+            or up.op != "upsample"
+            or up.params["interpolation"] != "nearest"
+            or readers.get(up.name) != 1
+            or up.name in outputs
+            or not _per_pixel(node)
+        ):
+            out.append(node)
+            continue
+        small = (*by_name[up.inputs[0]].shape[:-1], node.shape[-1])
+        inner = copy.copy(node)
+        inner.name, inner.inputs, inner.shape = f"{node.name}/before_upsample", up.inputs, small
+        what = f"{up.layer_class} '{up.layer}' moved after it (run on the {small[:-1]} pixels)"
+        inner.note = f"{node.note}; {what}" if node.note else what
+        moved = Node(
+            node.name,
+            "upsample",
+            (inner.name,),
+            dict(up.params),
+            layer=node.layer,
+            layer_class=node.layer_class,
+            shape=node.shape,
+            note=f"the upsampling '{up.layer}' of the output of '{inner.name}'",
+        )
+        dropped.add(up.name)
+        out += [inner, moved]
+    return [n for n in out if n.name not in dropped]
+
+
 def fuse(graph: Graph) -> Graph:
     """The graph with strided convolutions rewritten, BatchNormalization folds and activation
     fusions applied (a copy).
@@ -231,4 +290,5 @@ def fuse(graph: Graph) -> Graph:
             note=f"computed by '{source.name}' ({what})",
         )
         by_name[node.name] = nodes[i]
+    nodes = _upsample_after(nodes, list(graph.outputs))
     return Graph(nodes, list(graph.inputs), list(graph.outputs), graph.name)
