@@ -51,18 +51,26 @@ def simulate(graph: Graph) -> None:
     for j, name in enumerate(fused.outputs):
         caller[("output", j)] = np.full(fused.node(name).size, np.nan, np.float32)
 
-    def view(name: str) -> np.ndarray:
+    def where(name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The array holding ``name`` and the indices of its floats (a slice of a
+        concatenation's buffer: every row-th run of its channels)."""
         buf = memory.buffer_of[name]
-        node = fused.node(name)
-        if buf.place == "arena":
-            data = arena[buf.offset : buf.offset + node.size]
-        else:
-            data = caller[(buf.place, buf.index)]
-        return data.reshape(1, *node.shape)
+        data = arena if buf.place == "arena" else caller[(buf.place, buf.index)]
+        return data, buf.root.offset + np.asarray(buf.indices(), np.int64)
+
+    def view(name: str) -> np.ndarray:
+        data, at = where(name)
+        return data[at].reshape(1, *fused.node(name).shape)
 
     for node in memory.steps:
-        result = executor.run_node(node, [view(s).copy() for s in node.inputs])
-        view(node.name)[...] = result
+        result = executor.run_node(node, [view(s).copy() for s in node.inputs]).reshape(-1)
+        data, at = where(node.name)
+        if node.op == "concat":  # it writes only what its inputs did not write into their slices
+            done = [where(n)[1] for n, (c, _) in memory.slice_of.items() if c == node.name]
+            keep = ~np.isin(at, np.concatenate([np.zeros(0, np.int64), *done]))
+            data[at[keep]] = result[keep]
+        else:
+            data[at] = result
         assert_close(view(node.name), expected[node.name])
     for name, j in memory.copies:
         caller[("output", j)][...] = view(name).reshape(-1)

@@ -11,6 +11,7 @@ channels.  Every other op is a plain loop over the item.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -67,7 +68,12 @@ def _fast_step(prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...]) ->
 
 
 def _spec(
-    prefix: str, geometry: Geometry, kernel: np.ndarray, bias: np.ndarray | None, activation: str
+    prefix: str,
+    geometry: Geometry,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    activation: str,
+    row: int = 0,
 ) -> Spec:
     return Spec(
         prefix,
@@ -78,10 +84,11 @@ def _spec(
         False,
         "keras",
         "keras",
+        row,
     )
 
 
-def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     """A stride-1 forward convolution as the transposed convolution of the flipped kernel."""
     p = node.params
     kernel = node.weights["kernel"]  # (*k, cin_g, cout)
@@ -93,7 +100,7 @@ def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     flipped = kernel[(slice(None, None, -1),) * rank]
     canonical = np.swapaxes(flipped, -1, -2)  # (*k, cout, cin_g)
     geometry = Geometry(tuple(axes), x[-1], kernel.shape[-1], p["groups"])
-    spec = _spec(prefix, geometry, canonical, node.weights.get("bias"), p["activation"])
+    spec = _spec(prefix, geometry, canonical, node.weights.get("bias"), p["activation"], row)
     how = (
         "stride-1 convolution run as the transposed convolution of its flipped kernel "
         "(fast stride-phase kernel)"
@@ -101,26 +108,26 @@ def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     return _fast_step(prefix, spec, how, node.shape)
 
 
-def _dense(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _dense(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     kernel = node.weights["kernel"]  # (in, units)
     rows = math.prod(x[:-1])
     geometry = Geometry((Axis(rows, 1, 1, 1, 0, 0),), kernel.shape[0], kernel.shape[1])
     spec = _spec(
-        prefix, geometry, kernel.T[None], node.weights.get("bias"), node.params["activation"]
+        prefix, geometry, kernel.T[None], node.weights.get("bias"), node.params["activation"], row
     )
     how = f"dense on {rows} row(s): a kernel-1 convolution (fast register-blocked kernel)"
     return _fast_step(prefix, spec, how, node.shape)
 
 
-def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
-    spec = from_layer(node.params["op"], x, prefix)
+def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
+    spec = dataclasses.replace(from_layer(node.params["op"], x, prefix), out_row=row)
     return _fast_step(prefix, spec, "transposed convolution (fast stride-phase kernel)", node.shape)
 
 
 # --- direct strided convolution ----------------------------------------------------------
 
 
-def _direct_conv(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _direct_conv(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     """``y[o, f] = act(b[f] + sum_taps sum_c x[o*s + t*d - lo, g*CG + c] * w[t, c, f])``."""
     p = node.params
     kernel = node.weights["kernel"]  # (*k, cin_g, cout)
@@ -149,7 +156,7 @@ static void {prefix}(const float *W, const float *x, float *y)
     enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
            O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, CIN = {x[-1]},
            CING = {cin_g}, COUT = {cout}, COUTG = {cout_g}, G = {groups},
-           KCOUNT = {kernel.size} }};
+           ROW = {row or cout}, KCOUNT = {kernel.size} }};
     const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
     const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
     long o;
@@ -183,7 +190,7 @@ static void {prefix}(const float *W, const float *x, float *y)
                 }}
             }}
         }}
-        for (f = 0; f < COUT; ++f) y[o * COUT + f] = {store};
+        for (f = 0; f < COUT; ++f) y[o * ROW + f] = {store};
     }}
 }}
 """
@@ -325,7 +332,7 @@ static void {prefix}(const float *W, const float *x, float *y)
     )
 
 
-def _depthwise(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _depthwise(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     """One group per input channel (``DepthwiseConv``, a separable convolution's first step):
     ``y[o, c*M + m] = act(b + sum_taps x[o*s + t*d - lo, c] * w[t, c*M + m])``, the channel
     loop innermost and contiguous, so that it vectorizes."""
@@ -354,7 +361,7 @@ static void {prefix}(const float *W, const float *x, float *y)
 {{
     enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
            O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, C = {channels},
-           M = {mult}, COUT = {cout}, KCOUNT = {kernel.size} }};
+           M = {mult}, COUT = {cout}, ROW = {row or cout}, KCOUNT = {kernel.size} }};
     const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
     const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
     long o;
@@ -363,7 +370,7 @@ static void {prefix}(const float *W, const float *x, float *y)
 #endif
     for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
         const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
-        float *yp = y + o * COUT;
+        float *yp = y + o * ROW;
         float acc[COUT]; /* not in y: the compiler need not fear that y overlaps x or W */
         int f, a, b, c, ch, m;
         for (f = 0; f < COUT; ++f) acc[f] = {init};
@@ -600,26 +607,66 @@ def _merge(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
     return Step(code, call, how=f"{op} of {n} inputs element by element")
 
 
-def _concat(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
+def _concat(
+    prefix: str,
+    node: Node,
+    shapes: list[tuple[int, ...]],
+    row: int = 0,
+    copied: Sequence[int] | None = None,
+) -> Step:
+    """Row copies of the inputs ``copied`` (default all; the others wrote their slices) into
+    their places; ``row``: floats between the output's pixels (channel axis only)."""
     axis = node.params["axis"]
     outer = math.prod(node.shape[:axis])
     inner = math.prod(node.shape[axis + 1 :])
-    args = ", ".join(f"const float *x{i}" for i in range(len(shapes)))
+    wanted = range(len(shapes)) if copied is None else copied
+    width = row or node.shape[axis] * inner
     lines = []
     at = 0
     for i, s in enumerate(shapes):
         chunk = s[axis] * inner
-        lines.append(
-            f"        memcpy(y + o * {node.shape[axis] * inner} + {at}, "
-            f"x{i} + o * {chunk}, sizeof(float) * {chunk});"
-        )
+        if i in wanted:
+            lines.append(
+                f"        memcpy(y + o * {width} + {at}, x{i} + o * {chunk}, "
+                f"sizeof(float) * {chunk});"
+            )
         at += chunk
+    args = ", ".join(f"const float *x{i}" for i in range(len(shapes)))
+    call = f"{prefix}({', '.join(f'x{i}' for i in range(len(shapes)))}, y);"
+    if not lines:
+        how = f"concatenation on item axis {axis}: every input wrote its slice, nothing to copy"
+        unused = " ".join(f"(void)x{i};" for i in range(len(shapes)))
+        return Step("", f"{unused} (void)y;", how=how)
+    uses = "".join(lines)
+    unused = "".join(f"    (void)x{i};\n" for i in range(len(shapes)) if f"x{i} +" not in uses)
     code = (
-        f"static void {prefix}({args}, float *y)\n{{\n    long o;\n"
+        f"static void {prefix}({args}, float *y)\n{{\n    long o;\n{unused}"
         f"    for (o = 0; o < {outer}; ++o) {{\n" + "\n".join(lines) + "\n    }\n}\n"
     )
-    call = f"{prefix}({', '.join(f'x{i}' for i in range(len(shapes)))}, y);"
-    return Step(code, call, how=f"concatenation on item axis {axis} (row copies)")
+    how = f"concatenation on item axis {axis} (row copies"
+    if len(wanted) < len(shapes):
+        how += f" of input(s) {', '.join(map(str, wanted))}; the others wrote their slices"
+    return Step(code, call, how=how + ")")
+
+
+def _rows_apart(step: Step, node: Node, row: int) -> Step:
+    """``step``'s element loop (``for (i = 0; i < SIZE; ++i)`` storing ``y[i]``) storing each
+    pixel's channels ``row`` floats after the pixel before."""
+    channels = node.shape[-1]
+    head = f"for (i = 0; i < {node.size}; ++i)"
+    if step.code.count(head) != 1 or step.code.count("y[i]") != 1 or "long i;" not in step.code:
+        raise AssertionError(f"{node.name}: no element loop to store {row} floats apart")
+    pixels = node.size // channels
+    step.code = (
+        step.code.replace(
+            head,
+            f"for (p = 0; p < {pixels}; ++p)\n    for (i = p * {channels}; i < (p + 1) * "
+            f"{channels}; ++i)",
+        )
+        .replace("y[i]", f"y[i + p * {row - channels}]")
+        .replace("long i;", "long i, p;", 1)
+    )
+    return step
 
 
 def _transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
@@ -645,21 +692,23 @@ def _spatial_loop(
     how: str,
     weights: np.ndarray | None = None,
     libm: bool = False,
+    row: int = 0,
 ) -> Step:
     """A loop over output pixels ``(o0, o1, o2)`` (padded to 3 axes) and channels ``ch``;
-    ``body`` sets ``y[...]`` from ``x`` with the sizes ``I0..I2``, ``O0..O2``, ``C``."""
+    ``body`` sets ``yp[...]`` (the pixel, ``row`` floats after the one before; default: the
+    output's channels) from ``x`` with the sizes ``I0..I2``, ``O0..O2``, ``C``."""
     ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
     counters = "o0, o1, o2, ch" if re.search(r"\bch\b", body) else "o0, o1, o2"
     code = f"""static void {prefix}(const float *W, const float *x, float *y)
 {{
     enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
-           O2 = {outs[2]}, C = {x[-1]} }};
+           O2 = {outs[2]}, C = {x[-1]}, ROW = {row or node.shape[-1]} }};
     int {counters};
     (void)W;
     for (o0 = 0; o0 < O0; ++o0)
     for (o1 = 0; o1 < O1; ++o1)
     for (o2 = 0; o2 < O2; ++o2) {{
-        float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * C;
+        float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * ROW;
 {body}
     }}
 }}
@@ -672,7 +721,7 @@ def _xp(i0: str, i1: str, i2: str) -> str:
     return f"x + (((ptrdiff_t)({i0}) * I1 + ({i1})) * I2 + ({i2})) * C"
 
 
-def _pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _pool(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     p = node.params
     rank = len(p["pool"])
     ks, ss = _pad3(p["pool"]), _pad3(p["strides"])
@@ -700,16 +749,17 @@ def _pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     how = f"{p['kind']} pooling {tuple(p['pool'])}, stride {tuple(p['strides'])}"
     if not is_max:
         how += " (divides by the elements inside the image)"
-    return _spatial_loop(prefix, node, x, body, how, libm=is_max)
+    return _spatial_loop(prefix, node, x, body, how, libm=is_max, row=row)
 
 
-def _upsample(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _upsample(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     p = node.params
     size = _pad3(p["size"])
     if p["interpolation"] == "nearest":
         src = _xp(f"o0 / {size[0]}", f"o1 / {size[1]}", f"o2 / {size[2]}")
         body = f"        memcpy(yp, {src}, sizeof(float) * C);"
-        return _spatial_loop(prefix, node, x, body, f"nearest upsampling {tuple(p['size'])}")
+        how = f"nearest upsampling {tuple(p['size'])}"
+        return _spatial_loop(prefix, node, x, body, how, row=row)
     sh, sw = size[1], size[2]
     body = f"""        /* tf.image.resize bilinear: half-pixel centres, clamped at the edges */
         const float fy = ((float)o1 + 0.5f) / {sh}.0f - 0.5f;
@@ -725,12 +775,11 @@ def _upsample(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
             const float top = a[ch] + (b[ch] - a[ch]) * wx, bot = c[ch] + (d[ch] - c[ch]) * wx;
             yp[ch] = top + (bot - top) * wy;
         }}"""
-    return _spatial_loop(
-        prefix, node, x, body, f"bilinear upsampling {tuple(p['size'])}", libm=True
-    )
+    how = f"bilinear upsampling {tuple(p['size'])}"
+    return _spatial_loop(prefix, node, x, body, how, libm=True, row=row)
 
 
-def _pad_or_crop(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _pad_or_crop(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     rank = len(x) - 1
     if node.op == "pad":
         los = [0] * (3 - rank) + [lo for lo, _ in node.params["pads"]]
@@ -740,10 +789,10 @@ def _pad_or_crop(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
             f"        if ({inside}) memset(yp, 0, sizeof(float) * C);\n"
             f"        else memcpy(yp, {_xp(*src)}, sizeof(float) * C);"
         )
-        return _spatial_loop(prefix, node, x, body, "zero padding")
+        return _spatial_loop(prefix, node, x, body, "zero padding", row=row)
     los = [0] * (3 - rank) + [lo for lo, _ in node.params["crops"]]
     body = f"        memcpy(yp, {_xp(*(f'o{a} + {los[a]}' for a in range(3)))}, sizeof(float) * C);"
-    return _spatial_loop(prefix, node, x, body, "cropping")
+    return _spatial_loop(prefix, node, x, body, "cropping", row=row)
 
 
 def _global_pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
@@ -762,7 +811,7 @@ def _global_pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     return Step(code, f"{prefix}(x0, y);", how=f"global {node.params['kind']} pooling", libm=is_max)
 
 
-def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     p = node.params
     rank = len(x) - 1
     block, los = _pad3(p["block"]), [0] * (3 - rank) + list(p["pads"])
@@ -777,32 +826,66 @@ def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
             if ({outside}) memset(dst, 0, sizeof(float) * C);
             else memcpy(dst, {_xp("i0", "i1", "i2")}, sizeof(float) * C);
         }}"""
-    step = _spatial_loop(prefix, node, x, body, f"space-to-depth by {tuple(p['block'])}")
-    # the loop's pixel pointer steps by the output's channels (block * C)
-    step.code = step.code.replace(
-        "float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * C;",
-        f"float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * {node.shape[-1]};",
-    )
+    return _spatial_loop(prefix, node, x, body, f"space-to-depth by {tuple(p['block'])}", row=row)
+
+
+def step_source(
+    prefix: str,
+    node: Node,
+    shapes: list[tuple[int, ...]],
+    row: int = 0,
+    copied: Sequence[int] | None = None,
+) -> Step:
+    """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
+    ``prefix``; ``row`` > 0: store the output's pixels ``row`` floats apart (a slice of a
+    concatenation, :func:`tconv.graph.planner.row_writer` ops); ``copied``: the inputs a
+    concatenation copies.  Raises ``ValueError`` naming the layer for what the C export
+    cannot do."""
+    step = _step(prefix, node, shapes, row, copied)
+    if row:
+        step.how += f"; stores its pixels {row} floats apart, into a concatenation's slice"
     return step
 
 
-def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
-    """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
-    ``prefix``.  Raises ``ValueError`` naming the layer for what the C export cannot do."""
+def _step(
+    prefix: str,
+    node: Node,
+    shapes: list[tuple[int, ...]],
+    row: int,
+    copied: Sequence[int] | None,
+) -> Step:
     op = node.op
     x = shapes[0] if shapes else ()
     if op == "conv_transpose":
-        return _conv_transpose(prefix, node, x)
+        return _conv_transpose(prefix, node, x, row)
     if op == "dense":
-        return _dense(prefix, node, x)
+        return _dense(prefix, node, x, row)
     if op == "conv":
         if node.weights["kernel"].shape[-2] == 1 and node.params["groups"] == x[-1] > 1:
-            return _depthwise(prefix, node, x)
+            return _depthwise(prefix, node, x, row)
         if _few(node, x):
-            return _few_filters(prefix, node, x)
+            return _few_filters(prefix, node, x, row)
         if all(s == 1 for s in node.params["strides"]):
-            return _conv_as_transpose(prefix, node, x)
-        return _direct_conv(prefix, node, x)
+            return _conv_as_transpose(prefix, node, x, row)
+        return _direct_conv(prefix, node, x, row)
+    if op == "concat":
+        return _concat(prefix, node, shapes, row, copied)
+    if op == "pool":
+        return _pool(prefix, node, x, row)
+    if op == "upsample":
+        return _upsample(prefix, node, x, row)
+    if op in ("pad", "crop"):
+        return _pad_or_crop(prefix, node, x, row)
+    if op == "space_to_depth":
+        return _space_to_depth(prefix, node, x, row)
+    step = _plain(prefix, node, shapes)
+    return _rows_apart(step, node, row) if row else step
+
+
+def _plain(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
+    """The ops whose C is one loop over the item's elements (or rows)."""
+    op = node.op
+    x = shapes[0] if shapes else ()
     if op in ("activation", "relu", "leaky_relu", "elu", "prelu", "rescale"):
         return _unary(prefix, node, x)
     if op == "batch_norm":
@@ -813,18 +896,8 @@ def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
         return _softmax(prefix, node, x)
     if op in ("add", "subtract", "multiply", "average", "maximum", "minimum"):
         return _merge(prefix, node, shapes)
-    if op == "concat":
-        return _concat(prefix, node, shapes)
     if op == "transpose":
         return _transpose(prefix, node, x)
-    if op == "pool":
-        return _pool(prefix, node, x)
-    if op == "upsample":
-        return _upsample(prefix, node, x)
-    if op in ("pad", "crop"):
-        return _pad_or_crop(prefix, node, x)
     if op == "global_pool":
         return _global_pool(prefix, node, x)
-    if op == "space_to_depth":
-        return _space_to_depth(prefix, node, x)
     raise ValueError(f"layer {node.layer!r} ({node.layer_class}): op {op!r} has no C export")

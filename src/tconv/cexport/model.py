@@ -60,8 +60,8 @@ def _location(plan: Plan, name: str) -> str:
     buf = plan.buffer_of[name]
     if buf.place == "input":
         return f"in[{buf.index}]"
-    if buf.place == "output":
-        return f"out[{buf.index}]"
+    if buf.place == "output":  # a slice of a concatenation the caller gets starts inside it
+        return f"out[{buf.index}] + {buf.offset}" if buf.offset else f"out[{buf.index}]"
     return f"A + {buf.offset}"
 
 
@@ -86,7 +86,10 @@ def build_export(graph: Graph, name: str) -> ModelExport:
     steps, offsets, blobs = [], [], []
     at = 0
     for i, node in enumerate(memory.steps):
-        step = step_source(f"{name}_l{i}", node, [shapes[s] for s in node.inputs])
+        copied = memory.copied(node.name) if node.op == "concat" else None
+        step = step_source(
+            f"{name}_l{i}", node, [shapes[s] for s in node.inputs], memory.row_of(node.name), copied
+        )
         steps.append(step)
         offsets.append(at)
         blobs.append(step.weights.astype(np.float32).reshape(-1))
@@ -176,6 +179,16 @@ def _comment(ex: ModelExport, i: int, node: Node) -> str:
         "input": f"input {buf.index}",
         "output": f"output {buf.index}",
     }[buf.place]
+    if node.name in ex.plan.slice_of:
+        concat, k = ex.plan.slice_of[node.name]
+        base = {"arena": "arena", "input": f"input {buf.index}", "output": f"output {buf.index}"}
+        at = f"{base[buf.place]}[{buf.offset}"
+        span = (
+            f"{at} + {buf.row} * pixel + channel], channel < {buf.channels}"
+            if buf.row
+            else f"{at}..{buf.offset + node.size})"
+        )
+        where = f"its slice of '{concat}' (input {k}): {span}"
     lines = [
         f"[{i}] '{node.layer}' {node.layer_class}" + (f": {node.detail}" if node.detail else "")
     ]
@@ -215,9 +228,16 @@ def library_source(ex: ModelExport) -> str:
             decl.append(f"const float *x{k} = {_location(memory, source)};")
         decl.append(f"float *y = {_location(memory, node.name)};")
         inner = "\n".join(f"            {d}" for d in decl)
+        row = memory.row_of(node.name)
+        channels = node.shape[-1] if node.shape else 1
+        trace = (
+            f"{u}_TRACE_ROWS({i}, y, {node.size // channels}, {channels}, {row});"
+            if row
+            else f"{u}_TRACE({i}, y, {node.size});"
+        )
         body.append(
             f"{_comment(ex, i, node)}\n        {{\n{inner}\n            {step.call}\n"
-            f"            {u}_TRACE({i}, y, {node.size});\n        }}"
+            f"            {trace}\n        }}"
         )
     for name, j in memory.copies:
         size = g.node(name).size
@@ -269,9 +289,13 @@ extern const float {p}_weights[{u}_WEIGHT_COUNT > 0 ? {u}_WEIGHT_COUNT : 1];
 #ifdef {u}_TRACE_HOOK
 /* The verify harness records every step's output. */
 void {p}_trace(int step, const float *data, long count);
+void {p}_trace_rows(int step, const float *data, long rows, long count, long stride);
 #define {u}_TRACE(step, data, count) {p}_trace(step, data, count)
+#define {u}_TRACE_ROWS(step, data, rows, count, stride) \\
+    {p}_trace_rows(step, data, rows, count, stride)
 #else
 #define {u}_TRACE(step, data, count) ((void)0)
+#define {u}_TRACE_ROWS(step, data, rows, count, stride) ((void)0)
 #endif
 
 {nl.join(defs)}
@@ -397,6 +421,19 @@ void {p}_trace(int step, const float *data, long count)
     head[1] = (int)count;
     fwrite(head, sizeof(int), 2, {p}_trace_file);
     fwrite(data, sizeof(float), (size_t)count, {p}_trace_file);
+}}
+/* a step that wrote its slice of a concatenation: rows of `count` floats, `stride` apart */
+void {p}_trace_rows(int step, const float *data, long rows, long count, long stride);
+void {p}_trace_rows(int step, const float *data, long rows, long count, long stride)
+{{
+    int head[2];
+    long r;
+    if ({p}_trace_file == NULL) return;
+    head[0] = step;
+    head[1] = (int)(rows * count);
+    fwrite(head, sizeof(int), 2, {p}_trace_file);
+    for (r = 0; r < rows; ++r)
+        fwrite(data + r * stride, sizeof(float), (size_t)count, {p}_trace_file);
 }}
 #endif
 

@@ -362,7 +362,9 @@ def _fast(spec: Spec) -> tuple[str, str]:
     in_sp = [a[0] for a in axes]
     out_sp = [a[5] for a in axes]
     xs, xs_ch = spec.data_strides(in_sp, g.in_channels)
-    ys, ys_ch = spec.data_strides(out_sp, g.out_channels)
+    if spec.out_row and spec.channels_first:
+        raise ValueError(f"{p}: an output row stride needs channels_last data")
+    ys, ys_ch = spec.data_strides(out_sp, spec.out_row or g.out_channels)
     pairs: list[tuple[str, object]] = [
         ("NR", nr),
         ("G", g.groups),
@@ -399,7 +401,7 @@ def _fast(spec: Spec) -> tuple[str, str]:
         ("XS_CH", xs_ch),
         ("YS_CH", ys_ch),
         ("X_ITEM", spec.in_count),
-        ("Y_ITEM", spec.out_count),
+        ("Y_ITEM", math.prod(out_sp) * spec.out_row if spec.out_row else spec.out_count),
         ("WBLOCK", math.prod(a[1] for a in axes) * g.in_per_group * nr),
         ("ITEM_MACS", f"{g.macs(1)}L"),
         ("TASKS_PER_ITEM", f"({g.groups}L * NCOB * S0 * S1 * PARTS)"),
@@ -622,7 +624,10 @@ def compute_source(spec: Spec, style: str = "fast") -> str:
     """The C of ``static void NAME_compute(const float *w, const float *x, float *y, int
     batch)`` for ``spec`` in ``style``, with the activation helpers it calls; every macro it
     defines is undefined after it, so that several layers can share one C file (the model
-    export).  ``w`` is :func:`weight_blob`; a row-wise activation is not applied here."""
+    export).  ``w`` is :func:`weight_blob`; a row-wise activation is not applied here; an
+    output row stride (``spec.out_row``) needs the fast style."""
+    if spec.out_row and check_style(style) != "fast":
+        raise ValueError(f"{spec.name}: an output row stride needs style 'fast', not {style!r}")
     body, undefs = _GENERATORS[check_style(style)](spec)
     activation = "linear" if cactivations.is_rowwise(spec.activation) else spec.activation
     act = cactivations.definitions(activation, spec.name)

@@ -56,6 +56,9 @@ class Spec:
     channels_first: bool
     framework: str
     kernel_layout: str
+    out_row: int = 0
+    """Channels-last only: floats between consecutive output pixels when the output is a slice
+    of a wider tensor (a model's concatenation); 0: ``out_channels`` (contiguous)."""
 
     @property
     def rank(self) -> int:
