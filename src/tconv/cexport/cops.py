@@ -492,9 +492,10 @@ def _loop(prefix: str, count: int, expr: str, how: str) -> Step:
     return Step(code, f"{prefix}(x0, y);", how=how, libm="expm1f" in expr)
 
 
-def _batch_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _batch_norm(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     """``y = x * inv[c] + shift[c]`` with Keras' ``inv = gamma / sqrt(var + eps)``, ``shift =
-    beta - mean * inv`` (float32, as Keras computes them)."""
+    beta - mean * inv`` (float32, as Keras computes them); loops over (outer, channel, inner)
+    with no index arithmetic per element; ``row``: floats between the output's pixels."""
     w = node.weights
     eps = np.float32(node.params["epsilon"])
     inv = (np.float32(1) / np.sqrt(w["variance"] + eps)).astype(np.float32)
@@ -504,14 +505,31 @@ def _batch_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     if "beta" in w:
         shift = shift + w["beta"]
     axis = node.params["axis"]
-    channels = node.shape[axis]
-    inner = math.prod(node.shape[axis + 1 :])
-    code = (
-        f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n    long i;\n"
-        f"    for (i = 0; i < {node.size}; ++i) {{\n"
-        f"        const long c = i / {inner} % {channels};\n"
-        f"        y[i] = x[i] * W[c] + W[{channels} + c];\n    }}\n}}\n"
-    )
+    channels, last = node.shape[axis], node.shape[-1]
+    # loops (outer, channel, mid, lane), a pixel (all but the last axis) per (o, c, m); on the
+    # last axis the lanes are the channels themselves
+    if axis == len(node.shape) - 1:
+        outer, ch, mid, scale, shift_at = node.size // last, 1, 1, "W[l]", "W[LANES + l]"
+    else:
+        outer, ch, mid = math.prod(node.shape[:axis]), channels, node.size // last
+        mid //= outer * channels
+        scale, shift_at = "W[c]", "W[CH + c]"
+    code = f"""static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ OUTER = {outer}, CH = {ch}, MID = {mid}, LANES = {last}, ROW = {row or last} }};
+    long o;
+    for (o = 0; o < OUTER; ++o) {{
+        int c, m, l;
+        for (c = 0; c < CH; ++c)
+            for (m = 0; m < MID; ++m) {{
+                const ptrdiff_t pixel = ((ptrdiff_t)o * CH + c) * MID + m;
+                const float *xp = x + pixel * LANES;
+                float *yp = y + pixel * ROW;
+                for (l = 0; l < LANES; ++l) yp[l] = xp[l] * {scale} + {shift_at};
+            }}
+    }}
+}}
+"""
     blob = np.concatenate([inv, shift]).astype(np.float32)
     return Step(code, f"{prefix}(W, x0, y);", blob, "BatchNormalization with moving statistics")
 
@@ -728,24 +746,27 @@ def _pool(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
     is_max = p["kind"] == "max"
     init = "-INFINITY" if is_max else "0.0f"
-    acc = "acc = v > acc ? v : acc;" if is_max else "acc += v;"
-    finish = "yp[ch] = acc;" if is_max else "yp[ch] = acc / (float)count;"
-    body = f"""        for (ch = 0; ch < C; ++ch) {{
-            float acc = {init};
-            int a, b, c, count = 0;
-            for (a = 0; a < {ks[0]}; ++a)
-            for (b = 0; b < {ks[1]}; ++b)
-            for (c = 0; c < {ks[2]}; ++c) {{
-                const int i0 = o0 * {ss[0]} + a - {los[0]}, i1 = o1 * {ss[1]} + b - {los[1]};
-                const int i2 = o2 * {ss[2]} + c - {los[2]};
-                float v;
-                if (i0 < 0 || i0 >= I0 || i1 < 0 || i1 >= I1 || i2 < 0 || i2 >= I2) continue;
-                v = ({_xp("i0", "i1", "i2")})[ch];
+    acc = "acc[ch] = v > acc[ch] ? v : acc[ch];" if is_max else "acc[ch] += v;"
+    finish = "yp[ch] = acc[ch];" if is_max else "yp[ch] = acc[ch] / (float)count;"
+    body = f"""        /* the taps inside the image, each a contiguous row of C channels */
+        float acc[C];
+        int a, b, c, count = 0;
+        for (ch = 0; ch < C; ++ch) acc[ch] = {init};
+        for (a = 0; a < {ks[0]}; ++a)
+        for (b = 0; b < {ks[1]}; ++b)
+        for (c = 0; c < {ks[2]}; ++c) {{
+            const int i0 = o0 * {ss[0]} + a - {los[0]}, i1 = o1 * {ss[1]} + b - {los[1]};
+            const int i2 = o2 * {ss[2]} + c - {los[2]};
+            const float *xp;
+            if (i0 < 0 || i0 >= I0 || i1 < 0 || i1 >= I1 || i2 < 0 || i2 >= I2) continue;
+            xp = {_xp("i0", "i1", "i2")};
+            for (ch = 0; ch < C; ++ch) {{
+                const float v = xp[ch];
                 {acc}
-                ++count;
             }}
-            {finish}
-        }}"""
+            ++count;
+        }}
+        for (ch = 0; ch < C; ++ch) {finish}"""
     how = f"{p['kind']} pooling {tuple(p['pool'])}, stride {tuple(p['strides'])}"
     if not is_max:
         how += " (divides by the elements inside the image)"
@@ -872,6 +893,8 @@ def _step(
         return _concat(prefix, node, shapes, row, copied)
     if op == "pool":
         return _pool(prefix, node, x, row)
+    if op == "batch_norm":
+        return _batch_norm(prefix, node, x, row)
     if op == "upsample":
         return _upsample(prefix, node, x, row)
     if op in ("pad", "crop"):
@@ -888,8 +911,6 @@ def _plain(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
     x = shapes[0] if shapes else ()
     if op in ("activation", "relu", "leaky_relu", "elu", "prelu", "rescale"):
         return _unary(prefix, node, x)
-    if op == "batch_norm":
-        return _batch_norm(prefix, node, x)
     if op == "layer_norm":
         return _layer_norm(prefix, node, x)
     if op == "softmax":
