@@ -158,6 +158,9 @@ def test_slices_c_matches_keras_under_sanitizers_with_canary_arena(saved, tmp_pa
         assert "PASS" in text and "FAIL" not in text
     source = (tmp_path / "cat.c").read_text()
     assert "its slice of 'channels'" in source and "CAT_TRACE_ROWS(" in source
+    readme = (tmp_path / "README.md").read_text()
+    assert "writes its slice of `channels` (no copy)" in readme
+    assert "copied (a graph input" in readme and "`image` -> `channels`" in readme
     passed, rows, text = verify_model(model, tmp_path, "cat", keras=True)
     assert passed, text
     by_layer = {r["layer"]: r for r in rows if r["max_abs_vs_keras"] is not None}

@@ -543,6 +543,7 @@ def graph_rows(ex: ModelExport) -> list[dict[str, Any]]:
                 "offset_bytes": 4 * buf.offset if buf.place == "arena" else None,
                 "bytes": 4 * node.size,
                 "in_place": node.name in ex.plan.in_place,
+                "slice_of": ex.plan.slice_of.get(node.name, (None, 0))[0],
                 "how": ex.steps[i].how,
                 "note": node.note,
             }
@@ -559,6 +560,21 @@ def memory_lines(ex: ModelExport) -> list[str]:
         f"sum of all intermediates {d['intermediates_bytes']:,} bytes (each value its own buffer)",
         f"{d['steps']} steps, {d['buffers']} arena buffers, {d['in_place_steps']} in place; "
         f"the model's inputs and outputs stay in the caller's buffers",
+    ] + _slice_lines(ex)
+
+
+def _slice_lines(ex: ModelExport) -> list[str]:
+    """Which producers write straight into a concatenation's slice, and what is copied."""
+    memory = ex.plan
+    concats = [n for n in memory.steps if n.op == "concat"]
+    if not concats:
+        return []
+    writes = ", ".join(f"`{n}` -> `{c}`" for n, (c, _) in memory.slice_of.items()) or "none"
+    copied = [f"`{n.inputs[i]}` -> `{n.name}`" for n in concats for i in memory.copied(n.name)]
+    return [
+        f"Concatenate: written straight into their slice (no copy): {writes}; copied (a graph "
+        "input, read by another step, concatenated twice, or a row-wise activation): "
+        + (", ".join(copied) or "none")
     ]
 
 
@@ -572,6 +588,8 @@ def readme_source(ex: ModelExport) -> str:
     for r in graph_rows(ex):
         where = r["offset_bytes"] if r["place"] == "arena" else f"caller's {r['place']}"
         how = r["how"] + (" (in place)" if r["in_place"] else "")
+        if r["slice_of"]:
+            how += f"; writes its slice of `{r['slice_of']}` (no copy)"
         if r["note"]:
             how += f"; {r['note']}"
         table.append(

@@ -419,7 +419,8 @@ def _place(buffers: list[Buffer]) -> None:
 
 
 def describe(plan: Plan) -> dict[str, int | float]:
-    """The plan's sizes in bytes: arena, lower bound, sum of intermediates, and their ratio."""
+    """The plan's sizes in bytes: arena, lower bound, sum of intermediates, and their ratio;
+    the steps that write into a concatenation's slice and the inputs concatenations copy."""
     arena, bound, total = 4 * plan.arena, 4 * plan.lower_bound, 4 * plan.total
     return {
         "arena_bytes": arena,
@@ -430,4 +431,6 @@ def describe(plan: Plan) -> dict[str, int | float]:
         "buffers": len(plan.arena_buffers),
         "largest_buffer_bytes": 4 * max((b.slot for b in plan.arena_buffers), default=0),
         "in_place_steps": len(plan.in_place),
+        "slice_writes": len(plan.slice_of),
+        "concat_copies": sum(len(plan.copied(n.name)) for n in plan.steps if n.op == "concat"),
     }
