@@ -40,6 +40,7 @@ WRITERS = {
     "tanh": "activation",
     "bn": "batch_norm",
     "sum": "add",
+    "bcast": "add",
     "inner": "concat",
     "o_tconv": "conv_transpose",
     "o_relu": "relu",
@@ -74,6 +75,9 @@ def _model(keras):
             L.Subtract(name="diff")([shared, L.Conv2D(4, 1, name="s0")(x)])
         ),
         L.Add(name="sum")([L.Conv2D(3, 1, name="s1")(x), L.Conv2D(3, 1, name="s2")(x)]),
+        L.Add(name="bcast")(  # a broadcasting merge: (8, 8, 3) + (1, 1, 3)
+            [L.Conv2D(3, 1, name="b1")(x), L.GlobalAveragePooling2D(keepdims=True)(x)]
+        ),
         L.Concatenate(name="inner")([L.Conv2D(2, 1, name="i1")(x), L.Conv2D(3, 1, name="i2")(x)]),
         x,  # a graph input: copied
         shared,  # read by other layers too: copied
