@@ -270,7 +270,11 @@ static void {prefix}(const float *W, const float *x, float *y)
            CHUNKS = {chunks}, KCOUNT = {kernel.size} }};
     int chunk;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if({rows * kernel.size * outs[2]} > 1000000L)
+#ifdef TCONV_PARALLEL_MACS
+#pragma omp parallel for schedule(static) if({rows * kernel.size * outs[2]}L >= TCONV_PARALLEL_MACS)
+#else
+#pragma omp parallel for schedule(static) if({rows * kernel.size * outs[2]}L >= 1000000L)
+#endif
 #endif
     for (chunk = 0; chunk < CHUNKS; ++chunk) {{
         float xt[K1][CIN][PW], acc[COUT][O2];
