@@ -207,20 +207,21 @@ static void {prefix}(const float *W, const float *x, float *y)
 SMALL_COUT = 4
 """Stride-1 convolutions of at most this many filters run :func:`_few_filters`: the
 register-blocked kernel vectorizes over filters, most of whose lanes would be idle."""
-RING_FLOATS = 4096
-"""The most floats of transposed input rows :func:`_few_filters` keeps on the stack."""
+STACK_FLOATS = 4096
+"""The most floats :func:`_few_filters` keeps on the stack (its ring of transposed input rows
+and its accumulators: 16 KB)."""
 
 
-def _ring_floats(node: Node, x: tuple[int, ...]) -> int:
+def _stack_floats(node: Node, x: tuple[int, ...]) -> int:
     kernel = node.weights["kernel"]
     ks = _pad3(kernel.shape[:-2])
-    width = _pad3(node.shape[:-1])[2] + ks[2] - 1
-    return ks[1] * x[-1] * width
+    width = _pad3(node.shape[:-1])[2]
+    return ks[1] * x[-1] * (width + ks[2] - 1) + kernel.shape[-1] * width
 
 
 def _few(node: Node, x: tuple[int, ...]) -> bool:
     """Whether :func:`_few_filters` runs ``node``: at most :data:`SMALL_COUT` filters, rank 1 or
-    2, groups 1, stride and dilation 1, and its ring within :data:`RING_FLOATS`."""
+    2, groups 1, stride and dilation 1, and its stack within :data:`STACK_FLOATS`."""
     p = node.params
     return (
         node.weights["kernel"].shape[-1] <= SMALL_COUT
@@ -228,7 +229,7 @@ def _few(node: Node, x: tuple[int, ...]) -> bool:
         and p["groups"] == 1
         and all(s == 1 for s in p["strides"])
         and all(d == 1 for d in p["dilation"])
-        and _ring_floats(node, x) <= RING_FLOATS
+        and _stack_floats(node, x) <= STACK_FLOATS
     )
 
 
