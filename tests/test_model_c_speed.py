@@ -35,7 +35,9 @@ def _model(keras):
         L.Conv1D(3, 3, padding="valid", activation="tanh", name="valid1d")(a),
         L.Conv2D(1, (2, 3), padding="same", name="even")(b),
         L.Conv2D(4, 5, padding="valid", activation="softmax", name="soft")(b),
-        L.Conv2D(3, 3, padding="same", name="big_ring")(wide),  # a ring of 3*48*42 floats: fast kernel
+        L.Conv2D(3, 3, padding="same", name="big_ring")(
+            wide
+        ),  # a ring of 3*48*42 floats: fast kernel
         L.Conv2D(2, 1, name="after_up")(L.UpSampling2D(2, name="up")(b)),
     ]
     return keras.Model([a, b, wide], outs, name="few")
