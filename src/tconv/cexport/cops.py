@@ -2,11 +2,14 @@
 
 :func:`step_source` turns one node (channels-last item shapes, see :mod:`tconv.graph.graph`)
 into a ``static void`` function and the call that runs it, plus the weights it reads.
-Transposed convolutions, stride-1 convolutions (depthwise included) and dense layers run the
-fast stride-phase kernel of :mod:`tconv.kernels.emit` (a stride-1 forward convolution is a
-transposed convolution of the flipped kernel, cropped by ``span - 1 - pad``; a dense layer one
-of kernel 1 over the rows); strided forward convolutions a direct loop vectorized over output
-channels.  Every other op is a plain loop over the item.
+Transposed convolutions, stride-1 convolutions and dense layers run the fast stride-phase
+kernel of :mod:`tconv.kernels.emit` (a stride-1 forward convolution is a transposed
+convolution of the flipped kernel, cropped by ``span - 1 - pad``; a dense layer one of kernel 1
+over the rows); stride-1 convolutions of at most :data:`SMALL_COUT` filters a loop vectorized
+over a row's pixels (:func:`_few_filters`); depthwise convolutions a loop vectorized over the
+channels; strided forward convolutions a direct loop vectorized over output channels.  Every
+other op is a plain loop over the item.  A step whose output is a slice of a concatenation
+(``row`` > 0, :func:`tconv.graph.planner.slices`) stores its pixels ``row`` floats apart.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ class Buffer:
 
     def indices(self) -> range | list[int]:
         """The floats it covers, from the start of its root."""
-        base = self.start + (0 if self.parent is None else _first(self.parent))
+        base = _first(self)
         if not self.row:
             return range(base, base + self.size)
         return [
