@@ -1,7 +1,8 @@
 """Export-time rewrites of a graph: strided convolutions as stride-1 ones on a space-to-depth
 input, BatchNormalization folded into the convolution or dense layer before it, element-wise
-activations fused into its store, and a per-pixel layer (a 1x1 convolution, a dense layer) that
-reads a nearest upsampling run before it (on fewer pixels; the same products, the same bits).
+activations fused into its store, and a per-pixel layer (a 1x1 convolution, a dense layer) or a
+merge that reads nearest upsamplings run before them (on fewer pixels; the same products, the
+same bits).
 
 :func:`fuse` returns a new graph computing the same values: a folded or fused node becomes an
 ``identity`` of the node it went into (so every node name still exists and the executor still
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..kernels import cactivations
 from ..layer import TransposedConv
-from .graph import Graph, Node
+from .graph import MERGES, Graph, Node
 
 PRODUCERS = ("conv", "dense", "conv_transpose")
 """Ops whose weights a BatchNormalization can be folded into and whose store can apply an
@@ -194,9 +195,11 @@ def _per_pixel(node: Node) -> bool:
 
 def _upsample_after(nodes: list[Node], outputs: list[str]) -> list[Node]:
     """``layer(upsample(x))`` -> ``upsample(layer(x))`` for a per-pixel layer reading a nearest
-    upsampling that nothing else reads: each output pixel is the same sum of the same
-    products, computed once per input pixel instead of once per copy.  The upsampling node
-    disappears (nothing reads it); the layer's name now holds the upsampled value."""
+    upsampling, and ``merge(upsample(a), upsample(b), ...)`` -> ``upsample(merge(a, b, ...))``
+    for a merge of equal upsamplings of equal shapes, when nothing else reads the upsamplings:
+    each output element is the same sum of the same products (or the same sum), computed once
+    per input pixel instead of once per copy.  The upsampling nodes disappear (nothing reads
+    them); the layer's name now holds the upsampled value."""
     readers: dict[str, int] = {}
     for n in nodes:
         for source in n.inputs:
@@ -205,33 +208,44 @@ def _upsample_after(nodes: list[Node], outputs: list[str]) -> list[Node]:
     out: list[Node] = []
     dropped: set[str] = set()
     for node in nodes:
-        up = by_name.get(node.inputs[0]) if len(node.inputs) == 1 else None
-        if (
-            up is None
-            or up.op != "upsample"
-            or up.params["interpolation"] != "nearest"
-            or readers.get(up.name) != 1
-            or up.name in outputs
-            or not _per_pixel(node)
+        ups = [by_name[i] for i in node.inputs]
+        kind = _per_pixel(node) if len(ups) == 1 else node.op in MERGES
+        if not (
+            kind
+            and ups
+            and len(set(node.inputs)) == len(ups)
+            and all(
+                u.op == "upsample"
+                and u.params == ups[0].params
+                and u.params["interpolation"] == "nearest"
+                and by_name[u.inputs[0]].shape == by_name[ups[0].inputs[0]].shape
+                and readers.get(u.name) == 1
+                and u.name not in outputs
+                for u in ups
+            )
         ):
             out.append(node)
             continue
-        small = (*by_name[up.inputs[0]].shape[:-1], node.shape[-1])
+        small = (*by_name[ups[0].inputs[0]].shape[:-1], node.shape[-1])
         inner = copy.copy(node)
-        inner.name, inner.inputs, inner.shape = f"{node.name}/before_upsample", up.inputs, small
-        what = f"{up.layer_class} '{up.layer}' moved after it (run on the {small[:-1]} pixels)"
+        inner.name = f"{node.name}/before_upsample"
+        inner.inputs = tuple(u.inputs[0] for u in ups)
+        inner.shape = small
+        names = ", ".join(f"'{u.layer}'" for u in ups)
+        what = f"the upsampling {names} moved after it (run on the {small[:-1]} pixels)"
         inner.note = f"{node.note}; {what}" if node.note else what
         moved = Node(
             node.name,
             "upsample",
             (inner.name,),
-            dict(up.params),
+            dict(ups[0].params),
             layer=node.layer,
             layer_class=node.layer_class,
             shape=node.shape,
-            note=f"the upsampling '{up.layer}' of the output of '{inner.name}'",
+            note=f"the upsampling {names} of the output of '{inner.name}'",
         )
-        dropped.add(up.name)
+        dropped.update(u.name for u in ups)
+        by_name[inner.name], by_name[moved.name] = inner, moved
         out += [inner, moved]
     return [n for n in out if n.name not in dropped]
 
