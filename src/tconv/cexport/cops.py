@@ -35,6 +35,9 @@ class Step:
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     how: str = ""
     libm: bool = False
+    batch_call: str = ""
+    """The call on ``batch`` consecutive items at once (``x0``, ``y``: the first item's), for
+    steps whose kernel takes a batch (the convolution family); empty otherwise."""
 
 
 def _floats(values: Sequence[float]) -> str:
@@ -53,17 +56,29 @@ def _pad3(shape: Sequence[int]) -> list[int]:
 # --- the fast kernel ---------------------------------------------------------------------
 
 
-def _fast_step(prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...]) -> Step:
-    code = emit.compute_source(spec, "fast")
-    call = f"{prefix}_compute(W, x0, y, 1);"
+KERNELS = {
+    "fast": "fast stride-phase kernel",
+    "reference": "reference gather loops",
+    "scatter": "scatter loops",
+}
+"""How each style of :mod:`tconv.kernels.emit` computes a convolution-family step."""
+
+
+def _kernel_step(prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...], style: str) -> Step:
+    """The step of a transposed convolution ``spec`` (a convolution-family node) in ``style``:
+    ``how`` is completed with the kernel's name."""
+    code = emit.compute_source(spec, style)
+    calls = {n: f"{prefix}_compute(W, x0, y, {n});" for n in ("1", "batch")}
     libm = cactivations.needs_libm(spec.activation)
+    how = f"{how} ({KERNELS[style]})"
     if cactivations.is_rowwise(spec.activation):
         code += cactivations.definitions(spec.activation, prefix)
         last = out_shape[-1]
         rows = math.prod(out_shape) // last
-        call += f" {prefix}_{spec.activation}_rows(y, {rows}, {last});"
+        calls["1"] += f" {prefix}_{spec.activation}_rows(y, {rows}, {last});"
+        calls["batch"] += f" {prefix}_{spec.activation}_rows(y, (ptrdiff_t)batch * {rows}, {last});"
         how += f"; {spec.activation} over the last axis after the store"
-    return Step(code, call, emit.weight_blob(spec, "fast"), how, libm)
+    return Step(code, calls["1"], emit.weight_blob(spec, style), how, libm, calls["batch"])
 
 
 def _spec(
@@ -81,7 +96,7 @@ def _spec(
     )
 
 
-def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...], style: str) -> Step:
     """A stride-1 forward convolution as the transposed convolution of the flipped kernel."""
     p = node.params
     kernel = node.weights["kernel"]  # (*k, cin_g, cout)
@@ -94,27 +109,24 @@ def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     canonical = np.swapaxes(flipped, -1, -2)  # (*k, cout, cin_g)
     geometry = Geometry(tuple(axes), x[-1], kernel.shape[-1], p["groups"])
     spec = _spec(prefix, geometry, canonical, node.weights.get("bias"), p["activation"])
-    how = (
-        "stride-1 convolution run as the transposed convolution of its flipped kernel "
-        "(fast stride-phase kernel)"
-    )
-    return _fast_step(prefix, spec, how, node.shape)
+    how = "stride-1 convolution run as the transposed convolution of its flipped kernel"
+    return _kernel_step(prefix, spec, how, node.shape, style)
 
 
-def _dense(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _dense(prefix: str, node: Node, x: tuple[int, ...], style: str) -> Step:
     kernel = node.weights["kernel"]  # (in, units)
     rows = math.prod(x[:-1])
     geometry = Geometry((Axis(rows, 1, 1, 1, 0, 0),), kernel.shape[0], kernel.shape[1])
     spec = _spec(
         prefix, geometry, kernel.T[None], node.weights.get("bias"), node.params["activation"]
     )
-    how = f"dense on {rows} row(s): a kernel-1 convolution (fast register-blocked kernel)"
-    return _fast_step(prefix, spec, how, node.shape)
+    how = f"dense on {rows} row(s): a kernel-1 convolution"
+    return _kernel_step(prefix, spec, how, node.shape, style)
 
 
-def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...], style: str) -> Step:
     spec = from_layer(node.params["op"], x, prefix)
-    return _fast_step(prefix, spec, "transposed convolution (fast stride-phase kernel)", node.shape)
+    return _kernel_step(prefix, spec, "transposed convolution", node.shape, style)
 
 
 # --- direct strided convolution ----------------------------------------------------------
@@ -657,20 +669,25 @@ def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     return step
 
 
-def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
+def step_source(
+    prefix: str, node: Node, shapes: list[tuple[int, ...]], style: str = "fast"
+) -> Step:
     """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
-    ``prefix``.  Raises ``ValueError`` naming the layer for what the C export cannot do."""
+    ``prefix``.  ``style`` (:data:`tconv.kernels.STYLES`) is the kernel of the steps run as
+    transposed convolutions (transposed, stride-1 and dense layers); every other op has one
+    form.  Raises ``ValueError`` naming the layer for what the C export cannot do."""
     op = node.op
     x = shapes[0] if shapes else ()
+    emit.check_style(style)
     if op == "conv_transpose":
-        return _conv_transpose(prefix, node, x)
+        return _conv_transpose(prefix, node, x, style)
     if op == "dense":
-        return _dense(prefix, node, x)
+        return _dense(prefix, node, x, style)
     if op == "conv":
         if node.weights["kernel"].shape[-2] == 1 and node.params["groups"] == x[-1] > 1:
             return _depthwise(prefix, node, x)
         if all(s == 1 for s in node.params["strides"]):
-            return _conv_as_transpose(prefix, node, x)
+            return _conv_as_transpose(prefix, node, x, style)
         return _direct_conv(prefix, node, x)
     if op in ("activation", "relu", "leaky_relu", "elu", "prelu", "rescale"):
         return _unary(prefix, node, x)
