@@ -658,28 +658,12 @@ def _literal(bits: int) -> str:
     return f"{sign}0x1{fraction}p{exponent - 127:+d}f"
 
 
-def weights_source(spec: Spec, blob: np.ndarray) -> str:
-    """``NAME_weights.c``: the weight blob as exact literals."""
-    values = c_floats(blob)
-    rows = [", ".join(values[i : i + 6]) for i in range(0, len(values), 6)]
-    special = any(v in ("NAN", "INFINITY", "-INFINITY") for v in values)
-    head = "#include <math.h>\n" if special else ""
-    body = ",\n    ".join(rows)
-    return f"""\
-/* Weights of {spec.name}: the kernel as the generated code reads it, then the bias.
- * Hex float literals: every float32 bit is kept. */
-{head}#include "{spec.name}.h"
-
-extern const float {spec.name}_weights[{spec.macro}_WEIGHT_COUNT];
-const float {spec.name}_weights[{spec.macro}_WEIGHT_COUNT] = {{
-    {body}
-}};
-"""
-
-
 def header_source(spec: Spec, weights: str, blob_size: int) -> str:
-    """``NAME.h``: shape and count macros, error codes and the prototypes of ``weights`` mode
-    (``"inline"`` or ``"file"``) for a weight array of ``blob_size`` floats."""
+    """The header of :func:`library_source` (the kernel-level library that
+    :func:`tconv.kernels.build.build_spec` compiles): shape and count macros, error codes and
+    the prototypes of ``weights`` mode (``"inline"``: ``NAME`` reads ``NAME_weights``;
+    ``"file"``: the weights are passed) for a weight array of ``blob_size`` floats.  (A C
+    project, :func:`tconv.cexport.export_c`, has its own header.)"""
     p, u = spec.name, spec.macro
     dims = []
     for kind, shape in (("IN", spec.in_item), ("OUT", spec.out_item)):
@@ -702,31 +686,16 @@ def header_source(spec: Spec, weights: str, blob_size: int) -> str:
         ]
     else:
         protos = [
-            f"/* Runs the layer on `batch` items with `weights` ({u}_WEIGHT_COUNT floats, from"
-            f"\n * {p}_load_weights): {run} */",
+            f"/* Runs the layer on `batch` items with `weights` ({u}_WEIGHT_COUNT floats): "
+            f"{run} */",
         ]
     protos.append(
         f"int {p}_with_weights(const float *weights, const float *input, float *output, int batch);"
     )
-    if weights == "file":
-        protos += [
-            f"/* Reads the weights file ({p}_weights.bin) into `weights` ({u}_WEIGHT_COUNT "
-            f"floats, the\n * caller's memory).  Returns 0 or {u}_ERR_OPEN/READ/FORMAT/SIZE "
-            f"(negative); {p}_strerror\n * explains a code. */",
-            f"int {p}_load_weights(const char *path, float *weights);",
-            f"const char *{p}_strerror(int code);",
-        ]
     errors = [
         f"#define {u}_ERR_BATCH (-1)",
         f"#define {u}_ERR_NULL (-2)",
     ]
-    if weights == "file":
-        errors += [
-            f"#define {u}_ERR_OPEN (-3)",
-            f"#define {u}_ERR_READ (-4)",
-            f"#define {u}_ERR_FORMAT (-5)",
-            f"#define {u}_ERR_SIZE (-6)",
-        ]
     newline = "\n"
     nbias = 0 if spec.bias is None else spec.bias.size
     return f"""\
