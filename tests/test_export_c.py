@@ -621,3 +621,13 @@ def test_seed_layer_exports_inline_and_verifies(
     assert "const float seed_weights[SEED_WEIGHT_COUNT] = {" in source
     assert "#define SEED_WEIGHT_COUNT 4719104 " in (out / "seed.h").read_text()
     assert not (out / "seed_weights.bin").exists()
+
+
+def test_an_item_too_big_for_int_indexes_is_refused(tmp_path: Path) -> None:
+    """The C indexes one item with int: an output item of 4.1e9 floats is a clear error."""
+    from tconv.keras import Conv2DTranspose
+
+    layer = Conv2DTranspose(64, 3, strides=1000, padding="same")
+    layer.build((1, 8, 8, 16))
+    with pytest.raises(ValueError, match=r"holds 4096000000 floats \(8000x8000x64\).*int"):
+        cexport.export_c(layer, tmp_path, input_shape=(8, 8, 16), batch=0)

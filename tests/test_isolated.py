@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+
+import pytest
 
 from tconv.isolated import run_each
 
@@ -28,3 +31,20 @@ def test_a_hang_is_a_timeout_and_the_rest_still_run():
 def test_values_that_are_not_json_come_back_as_their_repr():
     (outcome,) = run_each("builtins:frozenset", [[1]])
     assert outcome == {"status": "ok", "value": "frozenset({1})"}
+
+
+def test_keras_children_compare_on_eigen_and_benchmark_on_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One rule (tconv.peers): a Keras child that compares numbers runs Eigen's kernels unless
+    the environment says otherwise; a benchmark probe leaves TensorFlow's own choice."""
+    from tconv import peers
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the child's setdefaults stay here
+    for eigen, expected in ((True, "0"), (False, None)):
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+        peers._child_environment(eigen)
+        assert os.environ.get("TF_ENABLE_ONEDNN_OPTS") == expected
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    peers._child_environment(True)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"

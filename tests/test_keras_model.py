@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,6 +98,8 @@ CASES = {
         "Softmax()",
         "Softmax(axis=1)",
         "Softmax(axis=[1, 2])",
+        "Softmax(axis=[1, 3])",
+        "LayerNormalization(axis=[1, 3], rms_scaling=True)",
         "Dropout(0.5)",
         "SpatialDropout2D(0.3)",
         "GaussianNoise(1.0)",
@@ -162,9 +165,17 @@ CASES = {
         'MaxPooling1D(2, data_format="channels_first")',
         "UpSampling1D(2)",
     ],
-    # a, b: the group's two (7, 9, 4) inputs; c: (7, 9, 2), from a 1x1 convolution of a
+    # a, b: the group's two (7, 9, 4) inputs; c: (7, 9, 2), from a 1x1 convolution of a;
+    # d (1, 1, 4), e (4,) and f (7, 9, 1) broadcast against a (e: a lower rank, as in a
+    # squeeze-and-excitation block)
     "merge": [
         "Add()([a, b])",
+        "Add()([a, d])",
+        "Multiply()([a, e])",
+        "Subtract()([f, a])",
+        "Maximum()([a, d, f])",
+        "Average()([e, b])",
+        "Minimum()([d, f])",
         "Add()([a, b, a])",
         "Subtract()([a, b])",
         "Multiply()([a, b, b])",
@@ -180,6 +191,33 @@ CASES = {
 PARAMS = [(g, i) for g, cases in CASES.items() for i in range(len(cases))]
 IDS = [f"{g}-{CASES[g][i]}" for g, i in PARAMS]
 SEED = 20261201
+
+
+def merge_operands(keras: Any, a: Any, b: Any) -> dict[str, Any]:
+    """The names the merge cases use (see CASES["merge"])."""
+    layers = keras.layers
+    return {
+        "a": a,
+        "b": b,
+        "c": layers.Conv2D(2, 1, name="c")(a),
+        "d": layers.GlobalAveragePooling2D(keepdims=True, name="d")(a),
+        "e": layers.GlobalMaxPooling2D(name="e")(b),
+        "f": layers.Conv2D(1, 1, name="f")(b),
+    }
+
+
+def group_model(keras: Any, group: str, cases: list[str]) -> Any:
+    """One Keras model with every case of ``group`` as an output, weights randomized."""
+    inp = keras.Input(INPUTS[group], name=f"x_{group}")
+    names = dict(vars(keras.layers))
+    inputs = [inp]
+    if group == "merge":
+        inputs.append(keras.Input(INPUTS[group], name="b"))
+        names.update(merge_operands(keras, inp, inputs[1]))
+        outputs = [eval(case, {}, names) for case in cases]  # noqa: S307 - our strings
+    else:
+        outputs = [eval(case, {}, names)(inp) for case in cases]  # noqa: S307
+    return zoo.randomize(keras.Model(inputs, outputs, name=f"m_{group}"), SEED)
 
 
 def terms(model: tk.Model) -> int:
@@ -225,17 +263,8 @@ def groups(tmp_path_factory):
     rng = np.random.default_rng(SEED)
     built = {}
     for group, cases in CASES.items():
-        inp = keras.Input(INPUTS[group], name=f"x_{group}")
-        names = dict(vars(keras.layers))
-        inputs = [inp]
-        if group == "merge":
-            inputs.append(keras.Input(INPUTS[group], name="b"))
-            names.update(a=inp, b=inputs[1], c=keras.layers.Conv2D(2, 1, name="c")(inp))
-            outputs = [eval(case, {}, names) for case in cases]  # noqa: S307 - our strings
-        else:
-            outputs = [eval(case, {}, names)(inp) for case in cases]  # noqa: S307
-        model = zoo.randomize(keras.Model(inputs, outputs, name=f"m_{group}"), SEED)
-        xs = [rng.normal(0, 1, (2, *INPUTS[group])).astype(np.float32) for _ in inputs]
+        model = group_model(keras, group, cases)
+        xs = [rng.normal(0, 1, (2, *INPUTS[group])).astype(np.float32) for _ in model.inputs]
         x = xs if group == "merge" else xs[0]
         paths = {ext: tmp / f"{group}.{ext}" for ext in ("keras", "h5")}
         for path in paths.values():

@@ -227,3 +227,14 @@ def test_fast_and_reference_match_torch() -> None:
         for method in ops.METHODS:
             actual = np.moveaxis(ops.run(xc, wc, geometry, bias, method=method), -1, 1)
             assert_close(actual, expected, _terms(geometry))
+
+
+@pytest.mark.parametrize("method", ["reference", "fast", "auto"])
+def test_an_output_larger_than_memory_is_a_clear_error_not_an_allocation(method: str) -> None:
+    """A stride of 10**9 (e.g. from a damaged ONNX attribute) asks for terabytes: refused before
+    anything is allocated, with the output shape and the geometry in the message."""
+    g = Geometry((Axis(5, 3, 10**9, 1, 0, 0), Axis(5, 3, 2, 1, 0, 0)), 2, 3)
+    x = np.zeros((1, 5, 5, 2), np.float32)
+    k = np.zeros(g.kernel_shape, np.float32)
+    with pytest.raises(MemoryError, match=r"the output \(1, 4000000003, 11, 3\) needs .* GiB"):
+        ops.run(x, k, g, method=method)

@@ -44,7 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, IndexError, OSError, RuntimeError, ImportError) as err:
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        OSError,
+        RuntimeError,
+        ImportError,
+        MemoryError,
+    ) as err:
         if isinstance(err, BrokenPipeError):
             # The reader went away (`tconv ... | head`): stop quietly, as Unix tools do.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

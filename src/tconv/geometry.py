@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,18 @@ class Geometry:
         per_axis = [axis.taps(p) for axis, p in zip(self.axes, o, strict=True)]
         for combo in itertools.product(*per_axis):
             yield tuple(i for i, _ in combo), tuple(j for _, j in combo)
+
+    def record(self) -> dict[str, Any]:
+        """The geometry as JSON-ready data (the test-vector manifests): per axis ``size``,
+        ``kernel``, ``stride``, ``dilation``, ``crop_start``, ``crop_end``, ``out``; then
+        ``in_channels``, ``out_channels``, ``groups``."""
+        fields = ("size", "kernel", "stride", "dilation", "crop_start", "crop_end", "out")
+        return {
+            "axes": [{f: getattr(a, f) for f in fields} for a in self.axes],
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "groups": self.groups,
+        }
 
     def macs(self, batch: int = 1) -> int:
         """Useful multiply-adds: every (input pixel, tap, in-channel, out-channel-of-group)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -68,6 +69,23 @@ def _check(x: np.ndarray, kernel: np.ndarray, geometry: Geometry, bias: np.ndarr
         )
     if bias is not None and bias.shape != (geometry.out_channels,):
         raise ValueError(f"bias shape {bias.shape} must be ({geometry.out_channels},)")
+    out = (x.shape[0], *geometry.out_shape, geometry.out_channels)
+    need = math.prod(out) * compute_dtype(x.dtype).itemsize
+    if need > _memory_bytes():
+        raise MemoryError(
+            f"the output {out} needs {need / 2**30:.1f} GiB, more than this machine's "
+            f"{_memory_bytes() / 2**30:.1f} GiB; per axis (size, kernel, stride, dilation, "
+            f"output): {[(a.size, a.kernel, a.stride, a.dilation, a.out) for a in geometry.axes]}"
+        )
+
+
+@functools.cache
+def _memory_bytes() -> int:
+    """Physical memory (sysconf), or no limit where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
 
 
 def reference(

@@ -5,6 +5,11 @@ the whole process on some inputs that Eigen's kernels refuse with an error (a ne
 for one).  tconv itself must not go down with it, so every Keras call it makes for a user runs
 here, through :func:`tconv.isolated.run_each`: an abort, an exception or a hang becomes a
 :class:`PeerError` saying which.
+
+One rule for which kernels run: a comparison of numbers (``export-c --verify``) uses
+TensorFlow's Eigen kernels (``TF_ENABLE_ONEDNN_OPTS=0`` unless the environment sets it), the
+same on every CPU; a benchmark's probe (``eigen=False``) what TensorFlow picks for this CPU, as
+the timed call will.
 """
 
 from __future__ import annotations
@@ -38,16 +43,26 @@ class KerasCall:
     x: np.ndarray
 
 
-def keras_outputs(calls: Sequence[KerasCall], timeout: float = 300.0) -> list[np.ndarray | str]:
+def keras_outputs(
+    calls: Sequence[KerasCall], timeout: float = 300.0, eigen: bool = True
+) -> list[np.ndarray | str]:
     """Each call's output computed by Keras (backend ``$KERAS_BACKEND``, default TensorFlow) in
-    one child process, or, where Keras raised, died or hung, a sentence saying so."""
+    one child process, or, where Keras raised, died or hung, a sentence saying so.  ``eigen``:
+    TensorFlow's Eigen kernels unless the environment says otherwise (see the module)."""
     with tempfile.TemporaryDirectory(prefix="tconv-keras-") as folder:
         items = []
         for i, call in enumerate(calls):
             base = Path(folder) / str(i)
             np.savez(f"{base}-weights.npz", *call.weights)
             np.save(f"{base}-x.npy", call.x)
-            items.append({"class_name": call.class_name, "config": call.config, "base": str(base)})
+            items.append(
+                {
+                    "class_name": call.class_name,
+                    "config": call.config,
+                    "base": str(base),
+                    "eigen": eigen,
+                }
+            )
         outcomes = run_each("tconv.peers:_keras_call", items, timeout=timeout)
         results: list[np.ndarray | str] = []
         for item, outcome in zip(items, outcomes, strict=True):
@@ -69,10 +84,18 @@ def _why(outcome: dict[str, Any]) -> str:
     return f"Keras took its process down ({how}; TensorFlow's oneDNN kernels do so) {last[0]}"
 
 
-def _keras_call(item: dict[str, Any]) -> list[int]:
-    """In the child: run one :class:`KerasCall`, write the output beside its input."""
+def _child_environment(eigen: bool) -> None:
+    """Before Keras is imported in a child: TensorFlow backend, quiet logs, and Eigen's kernels
+    when ``eigen`` (each unless the environment already says)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if eigen:
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _keras_call(item: dict[str, Any]) -> list[int]:
+    """In the child: run one :class:`KerasCall`, write the output beside its input."""
+    _child_environment(item["eigen"])
     import keras
 
     base = item["base"]
@@ -92,9 +115,9 @@ def keras_layer_outputs(
 ) -> dict[str, np.ndarray] | str:
     """The outputs of the layers ``names`` of the Keras model file ``path`` on the inputs
     ``xs``, computed by Keras in a child process as ``keras.Model(model.inputs, [outputs])``
-    (TensorFlow's Eigen kernels, ``TF_ENABLE_ONEDNN_OPTS=0``, unless the environment says
-    otherwise): ``{name: array}`` for the layers Keras can reach from the model's inputs
-    (nested models' layers cannot be), or a sentence saying why Keras gave nothing."""
+    (Eigen's kernels, see the module): ``{name: array}`` for the layers Keras can reach from
+    the model's inputs (nested models' layers cannot be), or a sentence saying why Keras gave
+    nothing."""
     with tempfile.TemporaryDirectory(prefix="tconv-keras-") as folder:
         np.savez(Path(folder) / "x.npz", *xs)
         item = {"path": str(path), "names": list(names), "folder": folder}
@@ -107,9 +130,7 @@ def keras_layer_outputs(
 
 def _keras_model_call(item: dict[str, Any]) -> list[str]:
     """In the child: every reachable layer output of the model file, written to ``y.npz``."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    _child_environment(eigen=True)
     import keras
 
     model = keras.saving.load_model(item["path"], compile=False)

@@ -392,56 +392,70 @@ def _batch_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     return Step(code, f"{prefix}(W, x0, y);", blob, "BatchNormalization with moving statistics")
 
 
-def _rows(node: Node, axes: Sequence[int]) -> tuple[int, int]:
-    """``(rows, length)`` when ``axes`` are the item's trailing axes; ``ValueError`` else."""
+def _lanes(node: Node, axes: Sequence[int]) -> tuple[int, int, int]:
+    """``(outer, length, inner)`` of an item whose ``axes`` (neighbours, anywhere) are
+    normalized: element ``k`` of lane ``(o, i)`` is at ``(o * length + k) * inner + i``.
+    ``ValueError`` naming the layer for axes that are not neighbours."""
     rank = len(node.shape)
-    if list(axes) != list(range(rank - len(axes), rank)):
+    axes = sorted(axes)
+    if axes != list(range(axes[0], axes[0] + len(axes))):
         raise ValueError(
-            f"layer {node.layer!r} ({node.layer_class}): the C export normalizes over the "
-            f"trailing axes only; axes {list(axes)} of an item of rank {rank} are not"
+            f"layer {node.layer!r} ({node.layer_class}): the C export normalizes over "
+            f"neighbouring axes only; axes {[a + 1 for a in axes]} of an input of rank "
+            f"{rank + 1} are not (e.g. axis=[1, 2] is, axis=[1, 3] is not)"
         )
-    length = math.prod(node.shape[rank - len(axes) :])
-    return node.size // length, length
+    first, stop = axes[0], axes[-1] + 1
+    return (
+        math.prod(node.shape[:first]),
+        math.prod(node.shape[first:stop]),
+        math.prod(node.shape[stop:]),
+    )
 
 
 def _softmax(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
-    rows, length = _rows(node, node.params["axes"])
-    code = cactivations.definitions("softmax", prefix)
+    outer, length, inner = _lanes(node, node.params["axes"])
+    kind = "rows" if inner == 1 else "lanes"
+    code = cactivations.row_pass("softmax", prefix, kind)
+    args = f"{outer}, {length}" if inner == 1 else f"{outer * inner}, {length}, {inner}"
     call = (
         f"if (y != x0) {{ memcpy(y, x0, sizeof(float) * {node.size}); }} "
-        f"{prefix}_softmax_rows(y, {rows}, {length});"
+        f"{prefix}_softmax_{kind}(y, {args});"
     )
-    return Step(code, call, how="softmax over rows", libm=True)
+    how = "softmax over rows" if inner == 1 else f"softmax over lanes of stride {inner}"
+    return Step(code, call, how=how, libm=True)
 
 
 def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
-    """Keras' layer normalization per row (the normalized axes): mean and variance in float32
+    """Keras' layer normalization per lane (the normalized axes): mean and variance in float32
     (two passes), ``inv = gamma / sqrt(var + eps)``, ``y = x * inv + (beta - mean * inv)``;
     ``rms_scaling`` is Keras' ``x / sqrt(var + eps) * gamma``."""
     p, w = node.params, node.weights
-    rows, length = _rows(node, p["axes"])
+    outer, length, inner = _lanes(node, p["axes"])
     gamma = w.get("gamma", np.ones(length, np.float32))
     beta = w.get("beta", np.zeros(length, np.float32))
     gamma = np.broadcast_to(gamma.reshape(-1), (length,))
     beta = np.broadcast_to(beta.reshape(-1), (length,))
+    at = "k" if inner == 1 else "k * IN"
     if p["rms_scaling"]:
-        body = "row_y[k] = row_x[k] * inv * W[k];"
+        body = f"row_y[{at}] = row_x[{at}] * inv * W[k];"
     else:
         body = (
-            "{ const float sc = inv * W[k]; row_y[k] = row_x[k] * sc + (W[LEN + k] - mean * sc); }"
+            f"{{ const float sc = inv * W[k]; row_y[{at}] = row_x[{at}] * sc + "
+            "(W[LEN + k] - mean * sc); }"
         )
     code = f"""static void {prefix}(const float *W, const float *x, float *y)
 {{
-    enum {{ LEN = {length} }};
+    enum {{ LEN = {length}, IN = {inner} }};
     long r;
-    for (r = 0; r < {rows}; ++r) {{
-        const float *row_x = x + r * LEN;
-        float *row_y = y + r * LEN;
+    for (r = 0; r < {outer * inner}; ++r) {{
+        const long start = (r / IN) * LEN * IN + r % IN;
+        const float *row_x = x + start;
+        float *row_y = y + start;
         float mean = 0.0f, var = 0.0f, inv;
         int k;
-        for (k = 0; k < LEN; ++k) mean += row_x[k];
+        for (k = 0; k < LEN; ++k) mean += row_x[{at}];
         mean /= (float)LEN;
-        for (k = 0; k < LEN; ++k) var += (row_x[k] - mean) * (row_x[k] - mean);
+        for (k = 0; k < LEN; ++k) var += (row_x[{at}] - mean) * (row_x[{at}] - mean);
         var /= (float)LEN;
         inv = 1.0f / sqrtf(var + {_f(p["epsilon"])});
         for (k = 0; k < LEN; ++k) {body}
@@ -449,19 +463,60 @@ def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
 }}
 """
     blob = np.concatenate([gamma, beta]).astype(np.float32)
-    return Step(code, f"{prefix}(W, x0, y);", blob, "LayerNormalization per row", True)
+    how = (
+        "LayerNormalization per row"
+        if inner == 1
+        else f"LayerNormalization per lane of stride {inner}"
+    )
+    return Step(code, f"{prefix}(W, x0, y);", blob, how, True)
+
+
+def _broadcast_loops(
+    out: tuple[int, ...], shapes: list[tuple[int, ...]]
+) -> tuple[list[int], list[list[int]]]:
+    """The output of a broadcasting merge as few nested loops: ``(sizes, strides)``, one size
+    per loop and per input one stride per loop (0 where the input is broadcast).
+
+    Input shapes are right-aligned with the output (Keras expands a lower-rank input at axis 1
+    of the batch, i.e. puts 1s in front of its item).  Axes of size 1 go, and neighbouring axes
+    on which every input is broadcast alike merge into one loop: inputs of the output's shape
+    make one loop over the whole item.
+    """
+    padded = [(1,) * (len(out) - len(s)) + tuple(s) for s in shapes]
+    sizes: list[int] = []
+    kinds: list[tuple[bool, ...]] = []
+    for axis, n in enumerate(out):
+        if n == 1:
+            continue
+        kind = tuple(p[axis] == n for p in padded)  # True: the input runs along this axis
+        if kinds and kinds[-1] == kind:
+            sizes[-1] *= n
+        else:
+            sizes.append(n)
+            kinds.append(kind)
+    if not sizes:
+        sizes, kinds = [1], [tuple(True for _ in shapes)]
+    strides = []
+    for j in range(len(shapes)):
+        step, own = 1, []
+        for n, kind in zip(reversed(sizes), reversed(kinds), strict=True):
+            own.append(step if kind[j] else 0)
+            step *= n if kind[j] else 1
+        strides.append(own[::-1])
+    return sizes, strides
 
 
 def _merge(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
-    if any(s != node.shape for s in shapes):
-        raise ValueError(
-            f"layer {node.layer!r} ({node.layer_class}): the C export merges inputs of equal "
-            f"shapes only, got {shapes}"
-        )
+    """``add`` ... ``minimum`` of inputs that equal the output's shape or broadcast to it."""
     n = len(shapes)
-    args = ", ".join(f"const float *x{i}" for i in range(n))
+    sizes, strides = _broadcast_loops(node.shape, shapes)
+    depth = len(sizes)
+    index = [
+        " + ".join(f"i{a} * {st}" if st != 1 else f"i{a}" for a, st in enumerate(own) if st) or "0"
+        for own in strides
+    ]
+    terms = [f"x{j}[{index[j]}]" for j in range(n)]
     op = node.op
-    terms = [f"x{i}[i]" for i in range(n)]
     if op in ("add", "average"):
         expr = " + ".join(terms)
         if op == "average":
@@ -475,12 +530,23 @@ def _merge(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
         expr = terms[0]
         for t in terms[1:]:
             expr = f"({t} {cmp} {expr} ? {t} : {expr})"
+    out_index = " + ".join(f"i{a} * {math.prod(sizes[a + 1 :])}" for a in range(depth - 1))
+    out_index = f"{out_index} + i{depth - 1}" if out_index else f"i{depth - 1}"
+    loops = "".join(
+        f"{'    ' * (a + 1)}for (i{a} = 0; i{a} < {sizes[a]}; ++i{a})\n" for a in range(depth)
+    )
+    args = ", ".join(f"const float *x{i}" for i in range(n))
     code = (
-        f"static void {prefix}({args}, float *y)\n{{\n    long i;\n"
-        f"    for (i = 0; i < {node.size}; ++i) y[i] = {expr};\n}}\n"
+        f"static void {prefix}({args}, float *y)\n{{\n"
+        f"    long {', '.join(f'i{a}' for a in range(depth))};\n"
+        f"{loops}{'    ' * (depth + 1)}y[{out_index}] = {expr};\n}}\n"
     )
     call = f"{prefix}({', '.join(f'x{i}' for i in range(n))}, y);"
-    return Step(code, call, how=f"{op} of {n} inputs element by element")
+    broadcast = any(s != node.shape for s in shapes)
+    how = f"{op} of {n} inputs element by element" + (
+        f" (broadcast: {', '.join(str(s) for s in shapes)} -> {node.shape})" if broadcast else ""
+    )
+    return Step(code, call, how=how)
 
 
 def _concat(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:

@@ -72,21 +72,7 @@ def write_vectors(
                 "activation": layer.activation,
                 "act_min": layer.act_min,
                 "act_max": layer.act_max,
-                "geometry": {
-                    "axes": [
-                        {
-                            "size": a.size,
-                            "kernel": a.kernel,
-                            "stride": a.stride,
-                            "crop_start": a.crop_start,
-                            "crop_end": a.crop_end,
-                            "out": a.out,
-                        }
-                        for a in g.axes
-                    ],
-                    "in_channels": g.in_channels,
-                    "out_channels": g.out_channels,
-                },
+                "geometry": g.record(),
                 "worst_case_items": 3,
                 "files": files,
             }

@@ -185,23 +185,7 @@ def write_vectors(
             "activation": layer.activation,
             "kernel_layout": f"{layer.kernel_layout.name} {layer.kernel_layout.axes}",
             "shapes": {k: None if v is None else list(v.shape) for k, v in arrays.items()},
-            "geometry": {
-                "axes": [
-                    {
-                        "size": a.size,
-                        "kernel": a.kernel,
-                        "stride": a.stride,
-                        "dilation": a.dilation,
-                        "crop_start": a.crop_start,
-                        "crop_end": a.crop_end,
-                        "out": a.out,
-                    }
-                    for a in g.axes
-                ],
-                "in_channels": g.in_channels,
-                "out_channels": g.out_channels,
-                "groups": g.groups,
-            },
+            "geometry": g.record(),
             "max_terms": spec.max_terms,
             "files": files,
         }

@@ -220,11 +220,18 @@ def _space_to_depth(node: Node, xs: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(order)).reshape(x.shape[0], *node.shape)
 
 
+def _item_broadcast(x: np.ndarray, rank: int) -> np.ndarray:
+    """``x`` ``(N, *item)`` with 1s inserted after the batch axis up to an item of ``rank``
+    axes: Keras' merge layers expand a lower-rank input at axis 1 before broadcasting."""
+    return x.reshape(x.shape[0], *(1,) * (rank + 1 - x.ndim), *x.shape[1:])
+
+
 def _merge(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Op:
     def run(node: Node, xs: list[np.ndarray]) -> np.ndarray:
-        y = xs[0]
+        rank = len(node.shape)
+        y = _item_broadcast(xs[0], rank)
         for x in xs[1:]:
-            y = fn(y, x)
+            y = fn(y, _item_broadcast(x, rank))
         return y.astype(DTYPE)
 
     return run

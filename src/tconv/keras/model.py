@@ -57,10 +57,12 @@ class Layer:
 
 def _ints(value: Any, n: int, what: str, layer: str) -> tuple[int, ...]:
     if isinstance(value, (int, np.integer)):
-        return (int(value),) * n
+        value = (int(value),) * n
     values = tuple(value)
     if len(values) != n or not all(isinstance(v, (int, np.integer)) for v in values):
         raise ValueError(f"layer {layer!r}: {what} must be {n} integers, got {value!r}")
+    if any(v < 1 for v in values):
+        raise ValueError(f"layer {layer!r}: {what} must be positive, got {value!r}")
     return tuple(int(v) for v in values)
 
 
@@ -406,7 +408,21 @@ def _refs(value: Any) -> list[TensorRef]:
         return []
     if isinstance(value[0], str):
         value = [value]
-    return [(str(v[0]), int(v[1]), int(v[2])) for v in value]
+    return [_ref(v) for v in value]
+
+
+def _ref(value: Any) -> TensorRef:
+    """``[layer name, node index, tensor index]`` (more items may follow) -> a tensor ref."""
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) < 3
+        or not isinstance(value[0], str)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:3])
+    ):
+        raise ValueError(
+            f"a tensor reference must be [layer name, node index, tensor index], got {value!r}"
+        )
+    return (value[0], value[1], value[2])
 
 
 def _node_refs(node: Any) -> list[TensorRef]:
@@ -416,8 +432,7 @@ def _node_refs(node: Any) -> list[TensorRef]:
     def visit(value: Any) -> None:
         if isinstance(value, dict):
             if value.get("class_name") == "__keras_tensor__":
-                history = value["config"]["keras_history"]
-                refs.append((str(history[0]), int(history[1]), int(history[2])))
+                refs.append(_ref(value["config"]["keras_history"]))
             return
         if isinstance(value, (list, tuple)):
             for v in value:
@@ -427,7 +442,7 @@ def _node_refs(node: Any) -> list[TensorRef]:
         visit(node.get("args") or [])
     else:  # tf.keras 2: [[name, call, index, kwargs], ...]
         for item in node:
-            refs.append((str(item[0]), int(item[1]), int(item[2])))
+            refs.append(_ref(item))
     return refs
 
 
@@ -983,6 +998,15 @@ def load_model(path: str | os.PathLike[str]) -> Model:
             raise ValueError(
                 f"{file.path}: the model config cannot be read ({type(err).__name__}: {err})"
             ) from None
+        except ValueError as err:
+            if str(err).startswith(f"{file.path}:"):
+                raise
+            raise ValueError(f"{file.path}: the model config cannot be read: {err}") from None
+        if not builder.inputs or not outputs:
+            raise ValueError(
+                f"{file.path}: the model config names no "
+                f"{'inputs' if not builder.inputs else 'outputs'}: nothing to run"
+            )
         graph = Graph(
             builder.nodes,
             builder.inputs,

@@ -56,20 +56,35 @@ _ELEMENTWISE: dict[str, tuple[str, tuple[str, ...], bool]] = {
 ROW_WISE = ("softmax", "log_softmax")
 
 _ROWS = """\
-/* {name} over the last axis of the output: rows of `len` contiguous values. */
-static void P_{name}_rows(float *y, ptrdiff_t rows, int len)
+/* {name} over {what} */
+static void P_{name}_{kind}(float *y, ptrdiff_t rows, int len{param})
 {{
     ptrdiff_t r;
     for (r = 0; r < rows; ++r) {{
-        float *row = y + r * len;
+        float *row = y + {start};
         float top = row[0], sum = 0.0f;
         int k;
-        for (k = 1; k < len; ++k) top = row[k] > top ? row[k] : top;
-        for (k = 0; k < len; ++k) sum += expf(row[k] - top);
+        for (k = 1; k < len; ++k) top = {at} > top ? {at} : top;
+        for (k = 0; k < len; ++k) sum += expf({at} - top);
         for (k = 0; k < len; ++k) {body};
     }}
 }}
 """
+# The row pass over contiguous rows (the last axis), or over lanes of stride ``inner``.
+_ROW_KINDS = {
+    "rows": {
+        "what": "the last axis of the output: rows of `len` contiguous values.",
+        "param": "",
+        "start": "r * len",
+        "at": "row[k]",
+    },
+    "lanes": {
+        "what": "one axis of stride `inner`: `rows` = outer x inner lanes of `len`\n * values.",
+        "param": ", ptrdiff_t inner",
+        "start": "(r / inner) * len * inner + r % inner",
+        "at": "row[k * inner]",
+    },
+}
 _ROW_BODY = {
     "softmax": "row[k] = expf(row[k] - top) / sum",
     "log_softmax": "row[k] = (row[k] - top) - logf(sum)",
@@ -100,11 +115,19 @@ def _helper_code(names: list[str], prefix: str) -> str:
     return "\n".join(out).replace("P_", f"{prefix}_")
 
 
+def row_pass(activation: str, prefix: str, kind: str = "rows") -> str:
+    """``prefix_ACTIVATION_rows(y, rows, len)`` (contiguous rows) or, for ``kind="lanes"``,
+    ``prefix_ACTIVATION_lanes(y, rows, len, inner)`` (the axis has stride ``inner``; ``rows``
+    counts outer x inner lanes), in place over ``y``."""
+    k = _ROW_KINDS[kind]
+    body = _ROW_BODY[activation].replace("row[k]", k["at"])
+    return _ROWS.format(name=activation, kind=kind, body=body, **k).replace("P_", f"{prefix}_")
+
+
 def definitions(activation: str, prefix: str) -> str:
     """C definitions needed by ``activation``: helpers, ``prefix_act`` and the row pass."""
     if activation in ROW_WISE:
-        body = _ROW_BODY[activation]
-        return _ROWS.format(name=activation, body=body).replace("P_", f"{prefix}_")
+        return row_pass(activation, prefix)
     expr, helpers, _ = _ELEMENTWISE[activation]
     code = _helper_code(list(helpers), prefix)
     if activation == "linear":
@@ -137,5 +160,5 @@ def runtime_definitions(prefix: str) -> tuple[str, list[str]]:
         + "\n    default: return v;\n    }\n}\n"
     )
     for name in ROW_WISE:
-        code.append(_ROWS.format(name=name, body=_ROW_BODY[name]).replace("P_", f"{prefix}_"))
+        code.append(row_pass(name, prefix))
     return "\n".join(code), names

@@ -22,6 +22,9 @@ C_KEYWORDS = frozenset(
     "inline int long register restrict return short signed sizeof static struct switch typedef "
     "union unsigned void volatile while _Bool _Complex _Imaginary main".split()
 )
+C_INT_MAX = 2**31 - 1
+"""The most elements one item may have in the generated C (it indexes within an item with
+``int``, 32 bits on every target tconv knows, microcontrollers included)."""
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -56,6 +59,15 @@ class Spec:
     channels_first: bool
     framework: str
     kernel_layout: str
+
+    def __post_init__(self) -> None:
+        for what, count in (("input", self.in_count), ("output", self.out_count)):
+            if count > C_INT_MAX:
+                raise ValueError(
+                    f"one {what} item of {self.name!r} holds {count} floats "
+                    f"({'x'.join(map(str, self.in_item if what == 'input' else self.out_item))}); "
+                    f"the generated C indexes an item with int: at most {C_INT_MAX}"
+                )
 
     @property
     def rank(self) -> int:
