@@ -90,6 +90,29 @@ def test_layer_and_one_layer_model_are_the_same_c(tmp_path: Path) -> None:
     assert_close(np.stack(layer_y).reshape(expected.shape), expected, terms=9 * 8)
     ok, text = cexport.verify(tmp_path / "layer", "up")
     assert ok and re.search(r"up: batch 2, 2880 outputs, max abs error \S+ \(bound", text), text
+    _tasks_are_the_call(tmp_path / "layer", x)
+
+
+def _tasks_are_the_call(out: Path, x: np.ndarray) -> None:
+    """The layer project keeps the fast style's task entry points: any split of a call's tasks
+    gives the output of ``up(...)`` bit for bit."""
+    import ctypes
+
+    cexport.compile_c(["up.c", "up_weights.c"], "libup.so", cflags=["-O2"], shared=True, cwd=out)
+    lib = ctypes.CDLL(str(out / "libup.so"))
+    fp = ctypes.POINTER(ctypes.c_float)
+    lib.up_task_count.restype = ctypes.c_long
+    lib.up_tasks_with_weights.argtypes = [fp, fp, fp, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    count = int(re.search(r"#define UP_WEIGHT_COUNT (\d+)", (out / "up.h").read_text())[1])
+    weights = np.frombuffer((ctypes.c_float * count).in_dll(lib, "up_weights"), np.float32)
+    whole = np.empty((2, 10, 12, 12), np.float32)
+    assert lib.up(x.ctypes.data_as(fp), whole.ctypes.data_as(fp), 2) == 0
+    total = lib.up_task_count(2)
+    parts = np.full_like(whole, np.nan)
+    args = [weights.ctypes.data_as(fp), x.ctypes.data_as(fp), parts.ctypes.data_as(fp), 2]
+    for first, last in ((0, total // 3), (total // 3, total)):
+        assert lib.up_tasks_with_weights(*args, first, last) == 0
+    assert total > 1 and np.array_equal(parts, whole)
 
 
 @pytest.fixture(scope="module")

@@ -64,10 +64,12 @@ KERNELS = {
 """How each style of :mod:`tconv.kernels.emit` computes a convolution-family step."""
 
 
-def _kernel_step(prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...], style: str) -> Step:
+def _kernel_step(
+    prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...], style: str, tasks: str = ""
+) -> Step:
     """The step of a transposed convolution ``spec`` (a convolution-family node) in ``style``:
-    ``how`` is completed with the kernel's name."""
-    code = emit.compute_source(spec, style)
+    ``how`` is completed with the kernel's name; ``tasks``: see :func:`step_source`."""
+    code = emit.compute_source(spec, style, tasks)
     calls = {n: f"{prefix}_compute(W, x0, y, {n});" for n in ("1", "batch")}
     libm = cactivations.needs_libm(spec.activation)
     how = f"{how} ({KERNELS[style]})"
@@ -124,9 +126,9 @@ def _dense(prefix: str, node: Node, x: tuple[int, ...], style: str) -> Step:
     return _kernel_step(prefix, spec, how, node.shape, style)
 
 
-def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...], style: str) -> Step:
+def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...], style: str, tasks: str) -> Step:
     spec = from_layer(node.params["op"], x, prefix)
-    return _kernel_step(prefix, spec, "transposed convolution", node.shape, style)
+    return _kernel_step(prefix, spec, "transposed convolution", node.shape, style, tasks)
 
 
 # --- direct strided convolution ----------------------------------------------------------
@@ -736,17 +738,20 @@ def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
 
 
 def step_source(
-    prefix: str, node: Node, shapes: list[tuple[int, ...]], style: str = "fast"
+    prefix: str, node: Node, shapes: list[tuple[int, ...]], style: str = "fast", tasks: str = ""
 ) -> Step:
     """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
     ``prefix``.  ``style`` (:data:`tconv.kernels.STYLES`) is the kernel of the steps run as
     transposed convolutions (transposed, stride-1 and dense layers); every other op has one
-    form.  Raises ``ValueError`` naming the layer for what the C export cannot do."""
+    form.  ``tasks`` (a layer's export: its C name) adds the fast style's task entry points
+    ``tasks_task_count``/``tasks_tasks_with_weights`` to a transposed convolution
+    (:func:`tconv.kernels.emit.tasks_source`).  Raises ``ValueError`` naming the layer for what
+    the C export cannot do."""
     op = node.op
     x = shapes[0] if shapes else ()
     emit.check_style(style)
     if op == "conv_transpose":
-        return _conv_transpose(prefix, node, x, style)
+        return _conv_transpose(prefix, node, x, style, tasks)
     if op == "dense":
         return _dense(prefix, node, x, style)
     if op == "conv":

@@ -131,9 +131,11 @@ def build_export(
     shapes = {n.name: n.shape for n in fused}
     steps, offsets, blobs, specs = [], [], [], {}
     at = 0
+    alone = len(memory.steps) == 1 and len(fused.inputs) == len(fused.outputs) == 1
+    tasks = name if alone else ""  # a layer's export keeps NAME_task_count, ...
     for i, node in enumerate(memory.steps):
         prefix = f"{name}_l{i}"
-        step = step_source(prefix, node, [shapes[s] for s in node.inputs], style)
+        step = step_source(prefix, node, [shapes[s] for s in node.inputs], style, tasks)
         if node.op == "conv_transpose":
             specs[i] = from_layer(node.params["op"], shapes[node.inputs[0]], prefix)
         steps.append(step)
