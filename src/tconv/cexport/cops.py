@@ -6,7 +6,8 @@ Transposed convolutions, stride-1 convolutions (depthwise included) and dense la
 fast stride-phase kernel of :mod:`tconv.kernels.emit` (a stride-1 forward convolution is a
 transposed convolution of the flipped kernel, cropped by ``span - 1 - pad``; a dense layer one
 of kernel 1 over the rows); strided forward convolutions a direct loop vectorized over output
-channels.  Every other op is a plain loop over the item.
+channels.  Every other op is a plain loop over the item.  With ``style="reference"`` or
+``"scatter"`` the steps run as transposed convolutions take that style's loops instead.
 """
 
 from __future__ import annotations

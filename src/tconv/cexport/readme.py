@@ -79,13 +79,16 @@ Per axis the definition is `full[i*stride + j*dilation] += x[i] * w[j]`, then
 {rows}
 
 Layouts: input `{in_layout}` per item, float32; the output the same with {g.out_channels}
-channels.  Weights from float {offset} of the project's weights: the kernel as this style reads
-it ({KERNEL_ORDER[style]}), then {nbias} bias values.  tconv derives it from the canonical
+channels.  Weights from float {offset} of the project's weights: the kernel as this style
+reads it ({KERNEL_ORDER[style]}),
+then {nbias} bias values.  tconv derives it from the canonical
 (= Keras) kernel `(*kernel_size, filters, in_channels/groups)` of the {spec.framework} layer
 (stored in its {spec.kernel_layout} layout).  A PyTorch weight `w` `(in_channels,
 out_channels/groups, *kernel_size)` is canonical after `w.reshape(G, Cin/G, Cout/G, *k)`,
 moving the axes to `(*k, G, Cout/G, Cin/G)` and reshaping to `(*k, Cout, Cin/G)`; tconv does
 this itself when it exports a torch layer.
 
-How the loops map to the formula: {_loops(spec.name, style)}
+### How the loops map to the formula
+
+{_loops(spec.name, style)}
 """
