@@ -88,14 +88,15 @@ def _location(plan: Plan, name: str) -> str:
     return f"A + {buf.offset}"
 
 
-def _terms(graph: Graph) -> int:
+def _terms(memory: Plan, specs: dict[int, Spec]) -> int:
+    """The most products summed into one value by a step (a transposed convolution's: the most
+    taps that reach one output, :attr:`tconv.kernels.spec.Spec.max_terms`)."""
     longest = 1
-    for node in graph:
-        if node.op in ("dense", "conv"):
+    for i, node in enumerate(memory.steps):
+        if i in specs:
+            longest = max(longest, specs[i].max_terms)
+        elif node.op in ("dense", "conv"):
             longest = max(longest, int(np.prod(node.weights["kernel"].shape[:-1])))
-        elif node.op == "conv_transpose":
-            op = node.params["op"]
-            longest = max(longest, int(np.prod(op.kernel_size)) * int(op.kernel.shape[-1]))
         elif node.op in ("layer_norm", "softmax", "global_pool"):
             longest = max(longest, node.size)
     return longest
@@ -144,7 +145,7 @@ def build_export(
         at += step.weights.size
     blob = np.concatenate(blobs) if blobs else np.zeros(0, np.float32)
     return ModelExport(
-        name, fused, memory, steps, offsets, blob, _terms(graph), specs, style, weights,
+        name, fused, memory, steps, offsets, blob, _terms(memory, specs), specs, style, weights,
         vector_files(name, graph, layer_names),
     )  # fmt: skip
 
