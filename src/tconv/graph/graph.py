@@ -2,7 +2,8 @@
 
 Every tensor is one batch of items, ``(N, *item)``; spatial data is channels-last
 ``(N, *spatial, C)`` (a front end turns a channels-first layer into transposes around the
-canonical op).  A node computes one tensor from the tensors of the nodes it names in
+canonical op; only the one-node graph of a layer, :meth:`Graph.of_layer`, keeps a
+channels-first layer's layout).  A node computes one tensor from the tensors of the nodes it names in
 ``inputs``; graph inputs are nodes of op ``"input"``.  Ops and their ``params``/``weights``:
 
 =================== ============================================================================
@@ -178,7 +179,8 @@ class Graph:
         """The one-node graph of a transposed convolution: an ``input`` node named ``"input"``
         of one item ``input_shape`` (no batch axis, the layer's layout; the layer's own input
         shape when None) and a ``conv_transpose`` node holding ``layer``, named ``name`` (the
-        layer's ``name`` when it has one, else ``"conv_transpose"``), which is the output.
+        layer's ``name`` when it has one, else — and instead of ``"input"`` —
+        ``"conv_transpose"``), which is the output; the graph has the node's name.
 
         A channels-first layer (PyTorch, ONNX) keeps its ``(C, *spatial)`` layout in both
         items: the C kernels and the executor run it natively, so no transposes are added.
