@@ -3,8 +3,9 @@
 Every tensor is one batch of items, ``(N, *item)``; spatial data is channels-last
 ``(N, *spatial, C)`` (a front end turns a channels-first layer into transposes around the
 canonical op; only the one-node graph of a layer, :meth:`Graph.of_layer`, keeps a
-channels-first layer's layout).  A node computes one tensor from the tensors of the nodes it names in
-``inputs``; graph inputs are nodes of op ``"input"``.  Ops and their ``params``/``weights``:
+channels-first layer's layout).  A node computes one tensor from the tensors of the nodes it
+names in ``inputs``; graph inputs are nodes of op ``"input"``.  Ops and their
+``params``/``weights``:
 
 =================== ============================================================================
 ``input``           ``index``: position among the graph inputs
