@@ -16,6 +16,7 @@ each with tconv's NumPy model and, when Keras is installed, with Keras.
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from .spec import from_layer
 __all__ = ["WEIGHTS_MODES", "ModelExport", "export_model_c", "plan_graph", "verify_model"]
 
 GUARD = 64
+_LIBM = re.compile(r"\b(?!sizeof\b)[a-z][a-z0-9]*f\(|\b(INFINITY|NAN|HUGE_VALF?)\b")
+"""What makes ``NAME.c`` include ``<math.h>`` besides a step that says it calls libm."""
 """Floats of canary on each side of the arena in the harness' ``--canary`` run."""
 WEIGHTS_MODES = ("inline", "file")
 
@@ -464,6 +467,11 @@ int {p}_run(const float *const *inputs, float *const *outputs, int batch)
             )
     extern = "" if file_mode else f"extern {_weights_array(ex)};\n"
     order = "on the whole batch" if batched else "on one batch item at a time"
+    code = "".join(defs) + body
+    libm = any(step.libm for step in ex.steps) or re.search(_LIBM, code) is not None
+    includes = "#include <math.h>\n" if libm else ""
+    includes += "#include <stddef.h>\n"
+    includes += "#include <string.h>\n" if re.search(r"\bmem(cpy|set)\b", code) else ""
     nl = "\n"
     what = (
         f"the transposed convolution {g.outputs[0]!r}"
@@ -477,10 +485,7 @@ int {p}_run(const float *const *inputs, float *const *outputs, int batch)
  * in the arena at the offset the liveness planner gave it (README.md, "Memory"); the model's
  * inputs and outputs stay in the caller's buffers.  No allocation, no recursion, no VLA.
  */
-#include <math.h>
-#include <stddef.h>
-#include <string.h>
-#include "{p}.h"
+{includes}#include "{p}.h"
 
 {extern}
 #ifdef {u}_TRACE_HOOK
