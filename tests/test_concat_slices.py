@@ -25,6 +25,7 @@ from tconv.cexport.model import build_export, verify_model
 from tconv.graph import Graph, Node
 from tconv.graph.planner import plan, slices
 from tconv.keras import zoo
+from tconv.kernels.build import STRICT_FLAGS
 
 WRITERS = {
     "tconv": "conv_transpose",
@@ -191,3 +192,18 @@ def test_a_channel_concat_of_dense_rows_and_a_graph_input():
     memory.check()
     assert memory.copied("c") == [1]
     simulate(graph)
+
+
+def test_reference_style_keeps_kernel_outputs_contiguous(saved, tmp_path):
+    """The reference and scatter kernels store contiguous outputs: with them, the convolution
+    family writes no channel slice (its outputs are copied), the other producers still do."""
+    path, x, expected = saved
+    model = tk.load_model(path)
+    memory = build_export(model.graph, "m", style="reference").plan
+    memory.check()
+    strided = {memory.graph.node(n).op for n in memory.slice_of if memory.buffer_of[n].row}
+    assert strided and not strided & {"conv", "dense", "conv_transpose"}
+    tconv.export_c(model, tmp_path, name="cat", test_input=x, style="reference")
+    _against_keras(tmp_path, "cat", [expected])
+    text = _run(_build(tmp_path, "cat", ["-O2", *STRICT_FLAGS, "-Werror"]), "--canary")
+    assert "PASS" in text and "FAIL" not in text

@@ -281,10 +281,11 @@ def test_export_c_command_whole_model(saved, tmp_path, capsys):
     assert cli.main(["inspect", str(path), "--all"]) == 0
     text = capsys.readouterr().out
     assert "Conv2DTranspose" in text and "Memory plan" in text and "arena" in text
-    assert (
-        cli.main(["export-c", str(path), "--out", str(tmp_path / "x"), "--style", "reference"]) == 2
-    )
-    assert "fast style" in capsys.readouterr().err
+    argv = ["export-c", str(path), "--out", str(tmp_path / "x"), "--style", "reference"]
+    assert cli.main([*argv, "--weights-file"]) == 0  # options of the one pipeline (issue 10)
+    capsys.readouterr()
+    assert (tmp_path / "x" / "model_weights.bin").exists()
+    assert '(style "reference", weights "file")' in (tmp_path / "x" / "model.h").read_text()
     import json
 
     x = saved["vae_decoder"][1]

@@ -5,11 +5,13 @@ into a ``static void`` function and the call that runs it, plus the weights it r
 Transposed convolutions, stride-1 convolutions and dense layers run the fast stride-phase
 kernel of :mod:`tconv.kernels.emit` (a stride-1 forward convolution is a transposed
 convolution of the flipped kernel, cropped by ``span - 1 - pad``; a dense layer one of kernel 1
-over the rows); stride-1 convolutions of at most :data:`SMALL_COUT` filters a loop vectorized
-over a row's pixels (:func:`_few_filters`); depthwise convolutions a loop vectorized over the
-channels; strided forward convolutions a direct loop vectorized over output channels.  Every
-other op is a plain loop over the item.  A step whose output is a slice of a concatenation
-(``row`` > 0, :func:`tconv.graph.planner.slices`) stores its pixels ``row`` floats apart.
+over the rows); with the fast style, stride-1 convolutions of at most :data:`SMALL_COUT`
+filters a loop vectorized over a row's pixels (:func:`_few_filters`); depthwise convolutions a
+loop vectorized over the channels; strided forward convolutions a direct loop vectorized over
+output channels.  Every other op is a plain loop over the item.  With ``style="reference"`` or
+``"scatter"`` the steps run as transposed convolutions take that style's loops instead.  A
+step whose output is a slice of a concatenation (``row`` > 0,
+:func:`tconv.graph.planner.slices`) stores its pixels ``row`` floats apart.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class Step:
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     how: str = ""
     libm: bool = False
+    batch_call: str = ""
+    """The call on ``batch`` consecutive items at once (``x0``, ``y``: the first item's), for
+    steps whose kernel takes a batch (the convolution family); empty otherwise."""
 
 
 def _floats(values: Sequence[float]) -> str:
@@ -57,17 +62,31 @@ def _pad3(shape: Sequence[int]) -> list[int]:
 # --- the fast kernel ---------------------------------------------------------------------
 
 
-def _fast_step(prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...]) -> Step:
-    code = emit.compute_source(spec, "fast")
-    call = f"{prefix}_compute(W, x0, y, 1);"
+KERNELS = {
+    "fast": "fast stride-phase kernel",
+    "reference": "reference gather loops",
+    "scatter": "scatter loops",
+}
+"""How each style of :mod:`tconv.kernels.emit` computes a convolution-family step."""
+
+
+def _kernel_step(
+    prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...], style: str, tasks: str = ""
+) -> Step:
+    """The step of a transposed convolution ``spec`` (a convolution-family node) in ``style``:
+    ``how`` is completed with the kernel's name; ``tasks``: see :func:`step_source`."""
+    code = emit.compute_source(spec, style, tasks)
+    calls = {n: f"{prefix}_compute(W, x0, y, {n});" for n in ("1", "batch")}
     libm = cactivations.needs_libm(spec.activation)
+    how = f"{how} ({KERNELS[style]})"
     if cactivations.is_rowwise(spec.activation):
         code += cactivations.definitions(spec.activation, prefix)
         last = out_shape[-1]
         rows = math.prod(out_shape) // last
-        call += f" {prefix}_{spec.activation}_rows(y, {rows}, {last});"
+        calls["1"] += f" {prefix}_{spec.activation}_rows(y, {rows}, {last});"
+        calls["batch"] += f" {prefix}_{spec.activation}_rows(y, (ptrdiff_t)batch * {rows}, {last});"
         how += f"; {spec.activation} over the last axis after the store"
-    return Step(code, call, emit.weight_blob(spec, "fast"), how, libm)
+    return Step(code, calls["1"], emit.weight_blob(spec, style), how, libm, calls["batch"])
 
 
 def _spec(
@@ -91,7 +110,9 @@ def _spec(
     )
 
 
-def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
+def _conv_as_transpose(
+    prefix: str, node: Node, x: tuple[int, ...], style: str, row: int = 0
+) -> Step:
     """A stride-1 forward convolution as the transposed convolution of the flipped kernel."""
     p = node.params
     kernel = node.weights["kernel"]  # (*k, cin_g, cout)
@@ -104,27 +125,26 @@ def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...], row: int = 0
     canonical = np.swapaxes(flipped, -1, -2)  # (*k, cout, cin_g)
     geometry = Geometry(tuple(axes), x[-1], kernel.shape[-1], p["groups"])
     spec = _spec(prefix, geometry, canonical, node.weights.get("bias"), p["activation"], row)
-    how = (
-        "stride-1 convolution run as the transposed convolution of its flipped kernel "
-        "(fast stride-phase kernel)"
-    )
-    return _fast_step(prefix, spec, how, node.shape)
+    how = "stride-1 convolution run as the transposed convolution of its flipped kernel"
+    return _kernel_step(prefix, spec, how, node.shape, style)
 
 
-def _dense(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
+def _dense(prefix: str, node: Node, x: tuple[int, ...], style: str, row: int = 0) -> Step:
     kernel = node.weights["kernel"]  # (in, units)
     rows = math.prod(x[:-1])
     geometry = Geometry((Axis(rows, 1, 1, 1, 0, 0),), kernel.shape[0], kernel.shape[1])
     spec = _spec(
         prefix, geometry, kernel.T[None], node.weights.get("bias"), node.params["activation"], row
     )
-    how = f"dense on {rows} row(s): a kernel-1 convolution (fast register-blocked kernel)"
-    return _fast_step(prefix, spec, how, node.shape)
+    how = f"dense on {rows} row(s): a kernel-1 convolution"
+    return _kernel_step(prefix, spec, how, node.shape, style)
 
 
-def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
+def _conv_transpose(
+    prefix: str, node: Node, x: tuple[int, ...], style: str, tasks: str, row: int = 0
+) -> Step:
     spec = dataclasses.replace(from_layer(node.params["op"], x, prefix), out_row=row)
-    return _fast_step(prefix, spec, "transposed convolution (fast stride-phase kernel)", node.shape)
+    return _kernel_step(prefix, spec, "transposed convolution", node.shape, style, tasks)
 
 
 # --- direct strided convolution ----------------------------------------------------------
@@ -935,15 +955,21 @@ def step_source(
     prefix: str,
     node: Node,
     shapes: list[tuple[int, ...]],
+    style: str = "fast",
+    tasks: str = "",
     row: int = 0,
     copied: Sequence[int] | None = None,
 ) -> Step:
     """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
-    ``prefix``; ``row`` > 0: store the output's pixels ``row`` floats apart (a slice of a
-    concatenation, :func:`tconv.graph.planner.row_writer` ops); ``copied``: the inputs a
-    concatenation copies.  Raises ``ValueError`` naming the layer for what the C export
-    cannot do."""
-    step = _step(prefix, node, shapes, row, copied)
+    ``prefix``.  ``style`` (:data:`tconv.kernels.STYLES`) is the kernel of the steps run as
+    transposed convolutions (transposed, stride-1 and dense layers); every other op has one
+    form.  ``tasks`` (a layer's export: its C name) adds the fast style's task entry points
+    ``tasks_task_count``/``tasks_tasks_with_weights`` to a transposed convolution
+    (:func:`tconv.kernels.emit.tasks_source`).  ``row`` > 0: store the output's pixels ``row``
+    floats apart (a slice of a concatenation, :func:`tconv.graph.planner.row_writer` ops);
+    ``copied``: the inputs a concatenation copies.  Raises ``ValueError`` naming the layer for
+    what the C export cannot do."""
+    step = _step(prefix, node, shapes, style, tasks, row, copied)
     if row:
         step.how += f"; stores its pixels {row} floats apart, into a concatenation's slice"
     return step
@@ -953,22 +979,25 @@ def _step(
     prefix: str,
     node: Node,
     shapes: list[tuple[int, ...]],
+    style: str,
+    tasks: str,
     row: int,
     copied: Sequence[int] | None,
 ) -> Step:
     op = node.op
     x = shapes[0] if shapes else ()
+    emit.check_style(style)
     if op == "conv_transpose":
-        return _conv_transpose(prefix, node, x, row)
+        return _conv_transpose(prefix, node, x, style, tasks, row)
     if op == "dense":
-        return _dense(prefix, node, x, row)
+        return _dense(prefix, node, x, style, row)
     if op == "conv":
         if node.weights["kernel"].shape[-2] == 1 and node.params["groups"] == x[-1] > 1:
             return _depthwise(prefix, node, x, row)
-        if _few(node, x):
+        if style == "fast" and _few(node, x):
             return _few_filters(prefix, node, x, row)
         if all(s == 1 for s in node.params["strides"]):
-            return _conv_as_transpose(prefix, node, x, row)
+            return _conv_as_transpose(prefix, node, x, style, row)
         return _direct_conv(prefix, node, x, row)
     if op == "concat":
         return _concat(prefix, node, shapes, row, copied)

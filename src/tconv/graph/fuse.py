@@ -60,7 +60,8 @@ def _set_activation(node: Node, name: str) -> None:
 def _conv_transpose(
     op: TransposedConv, kernel: np.ndarray, bias: np.ndarray | None, activation: str
 ) -> TransposedConv:
-    """A channels-last transposed convolution like ``op`` with other weights or activation."""
+    """A transposed convolution like ``op`` (its data format too) with other weights or
+    activation."""
     new = TransposedConv(
         kernel,
         bias,
@@ -69,7 +70,7 @@ def _conv_transpose(
         op.crops,
         groups=op.groups,
         activation=activation,
-        data_format="channels_last",
+        data_format=op.data_format,
         kernel_layout=op.kernel_layout,
         framework=op.framework,
     )
@@ -285,6 +286,8 @@ def fuse(graph: Graph) -> Graph:
         if source is None or _activation_of(source) != "linear":
             continue
         if node.op == "batch_norm" and node.params["axis"] == len(node.shape) - 1:
+            if source.op == "conv_transpose" and source.params["op"].channels_first:
+                continue  # the last axis is spatial there
             _fold(source, node)
             what = f"{node.layer_class} '{node.layer}' folded into the weights and bias"
         else:

@@ -227,17 +227,25 @@ def _rowwise(node: Node) -> bool:
     return cactivations.is_rowwise(str(node.params.get(key, "linear")))
 
 
-def row_writer(node: Node) -> bool:
-    """Whether the C of ``node`` can store its pixels ``row`` floats apart."""
+KERNEL_OPS = ("conv", "dense", "conv_transpose")
+"""Ops that may run a transposed convolution's kernel, whose reference and scatter styles store
+contiguous outputs only."""
+
+
+def row_writer(node: Node, kernel_rows: bool = True) -> bool:
+    """Whether the C of ``node`` can store its pixels ``row`` floats apart (``kernel_rows``
+    False: not the ops of :data:`KERNEL_OPS`)."""
     if node.op == "concat":
         return bool(node.params["axis"] == len(node.shape) - 1)
+    if not kernel_rows and node.op in KERNEL_OPS:
+        return False
     return node.op in ROW_WRITERS and not _rowwise(node)
 
 
-def slices(graph: Graph) -> dict[str, tuple[str, int, int, int]]:
+def slices(graph: Graph, kernel_rows: bool = True) -> dict[str, tuple[str, int, int, int]]:
     """The steps that write straight into a concatenation's buffer (see the module docstring):
     per step, ``(concatenation, input index, floats from the concatenation's first, row)``
-    with ``row`` 0 for a contiguous slice."""
+    with ``row`` 0 for a contiguous slice; ``kernel_rows``: see :func:`row_writer`."""
     by_name = {n.name: n for n in graph}
     readers = graph.readers()
     outputs = set(graph.outputs)
@@ -282,14 +290,15 @@ def slices(graph: Graph) -> dict[str, tuple[str, int, int, int]]:
                 start, child = here // shape[-1] * stride, row
             if child == writer.shape[-1]:
                 child = 0  # every pixel's channels follow each other: contiguous
-            if child and not row_writer(writer):
+            if child and not row_writer(writer, kernel_rows):
                 continue
             found[writer.name] = (concat.name, index, start, child)
     return found
 
 
-def plan(graph: Graph) -> Plan:
-    """Plan the buffers of ``graph`` (see the module docstring)."""
+def plan(graph: Graph, kernel_rows: bool = True) -> Plan:
+    """Plan the buffers of ``graph`` (see the module docstring; ``kernel_rows``: see
+    :func:`row_writer`)."""
     steps = [n for n in graph if n.op != "input" and n.op not in ALIASES]
     step_of = {n.name: i for i, n in enumerate(steps)}
     end = len(steps)
@@ -299,7 +308,7 @@ def plan(graph: Graph) -> Plan:
     holds: dict[int, set[str]] = {}  # id(buffer) -> the nodes whose value it holds now
     buffers: list[Buffer] = []
     in_place: set[str] = set()
-    into = slices(graph)
+    into = slices(graph, kernel_rows)
 
     def concat_buffer(name: str, step: int) -> Buffer:
         """The buffer of concatenation ``name`` (made at the first write of a slice)."""
