@@ -56,7 +56,7 @@ def simulate(graph: Graph) -> None:
         concatenation's buffer: every row-th run of its channels)."""
         buf = memory.buffer_of[name]
         data = arena if buf.place == "arena" else caller[(buf.place, buf.index)]
-        return data, buf.root.offset + np.asarray(buf.indices(), np.int64)
+        return data, buf.root.offset + buf.indices()
 
     def view(name: str) -> np.ndarray:
         data, at = where(name)

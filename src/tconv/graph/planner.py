@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..kernels import cactivations
 from .graph import ALIASES, MERGES, Graph, Node
 
@@ -91,16 +93,13 @@ class Buffer:
         """The buffer this one is a slice of (itself when it is none's)."""
         return self if self.parent is None else self.parent.root
 
-    def indices(self) -> range | list[int]:
-        """The floats it covers, from the start of its root."""
+    def indices(self) -> np.ndarray:
+        """The floats it covers, from the start of its root (int64, in order)."""
         base = _first(self)
         if not self.row:
-            return range(base, base + self.size)
-        return [
-            base + p * self.row + c
-            for p in range(self.size // self.channels)
-            for c in range(self.channels)
-        ]
+            return np.arange(base, base + self.size, dtype=np.int64)
+        pixels = np.arange(self.size // self.channels, dtype=np.int64)[:, None] * self.row
+        return (base + pixels + np.arange(self.channels, dtype=np.int64)).reshape(-1)
 
 
 def _first(buf: Buffer) -> int:
@@ -178,7 +177,7 @@ class Plan:
                 live = a.first <= b.last and b.first <= a.last
                 apart = a.offset + a.slot <= b.offset or b.offset + b.slot <= a.offset
                 assert not live or apart, f"buffers {a.name!r} and {b.name!r} overlap"
-        covered: dict[int, dict[int, str]] = {}
+        children: dict[str, list[Buffer]] = {}
         for buf in self.buffers:
             if buf.parent is None:
                 continue
@@ -187,25 +186,16 @@ class Plan:
             assert buf.offset == root.offset + _first(buf) and buf.place == root.place, (
                 f"slice {buf.name!r} is not where its offset says"
             )
-            seen = covered.setdefault(id(root), {})
-            for k in buf.indices():
-                assert 0 <= k < root.size, f"slice {buf.name!r} leaves {root.name!r}"
-                other = seen.setdefault(k, buf.name)
-                # a nested concatenation's slice lies inside the concatenation's own slice
-                assert other == buf.name or _inside(self, other, buf.name), (
-                    f"slices {other!r} and {buf.name!r} of {root.name!r} overlap"
-                )
-
-
-def _inside(plan: Plan, a: str, b: str) -> bool:
-    """Whether one of the buffers of nodes ``a`` and ``b`` is a slice of the other's."""
-    x, y = plan.buffer_of[a], plan.buffer_of[b]
-    for inner, outer in ((x, y), (y, x)):
-        while inner.parent is not None:
-            inner = inner.parent
-            if inner is outer:
-                return True
-    return False
+            inside = np.isin(buf.indices(), buf.parent.indices())
+            assert inside.all(), f"slice {buf.name!r} leaves {buf.parent.name!r}"
+            children.setdefault(buf.parent.name, []).append(buf)
+        # inside its parent and apart from its siblings: no two slices overlap unless one is
+        # inside the other (a nested concatenation's)
+        for parent, kids in children.items():
+            floats = np.concatenate([k.indices() for k in kids])
+            if np.unique(floats).size != floats.size:
+                names = ", ".join(repr(k.name) for k in kids)
+                raise AssertionError(f"slices {names} of {parent!r} overlap")
 
 
 def _last_reads(graph: Graph, step_of: dict[str, int]) -> dict[str, int]:
