@@ -295,7 +295,8 @@ static void {prefix}(const float *W, const float *x, float *y)
     int chunk;
 #ifdef _OPENMP
 #ifdef TCONV_PARALLEL_MACS
-#pragma omp parallel for schedule(static) if({rows * kernel.size * outs[2]}L >= TCONV_PARALLEL_MACS)
+#pragma omp parallel for schedule(static) \\
+    if ({rows * kernel.size * outs[2]}L >= (long)(TCONV_PARALLEL_MACS))
 #else
 #pragma omp parallel for schedule(static) if({rows * kernel.size * outs[2]}L >= 1000000L)
 #endif
