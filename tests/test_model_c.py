@@ -224,12 +224,6 @@ def test_openmp_is_bit_identical_and_clang_builds(saved, tmp_path):
 
 # --- every layer class alone, in C ---------------------------------------------------------
 
-C_REFUSED = {
-    # the C export normalizes over neighbouring axes only (a ValueError names the layer)
-    ("2d", "Softmax(axis=[1, 3])"),
-    ("2d", "LayerNormalization(axis=[1, 3], rms_scaling=True)"),
-}
-
 
 @pytest.fixture(scope="module")
 def groups_c(tmp_path_factory):
@@ -238,8 +232,7 @@ def groups_c(tmp_path_factory):
     built = {}
     rng = np.random.default_rng(SEED)
     for group in ("vec", "1d", "2d", "3d", "merge"):
-        cases = [c for c in CASES[group] if (group, c) not in C_REFUSED]
-        model = group_model(keras, group, cases)
+        model = group_model(keras, group, CASES[group])
         xs = [rng.uniform(-1, 1, (2, *INPUTS[group])).astype(np.float32) for _ in model.inputs]
         model.save(tmp / f"{group}.keras")
         expected = [np.asarray(y) for y in model(xs if len(xs) > 1 else xs[0])]
@@ -258,16 +251,6 @@ def test_every_layer_class_in_c_matches_keras(groups_c, tmp_path, group):
     text = _run(exe, "--canary")
     assert text.count("PASS") == len(expected) and "FAIL" not in text
     assert terms(model) >= 1
-
-
-@pytest.mark.parametrize("case", sorted(c for g, c in C_REFUSED))
-def test_what_the_c_export_refuses_is_a_clear_error(tmp_path, case):
-    keras = peer("keras")
-    inp = keras.Input(INPUTS["2d"])
-    model = keras.Model(inp, eval(case, {}, dict(vars(keras.layers)))(inp))  # noqa: S307
-    model.save(tmp_path / "m.keras")
-    with pytest.raises(ValueError, match="neighbouring axes only"):
-        tconv.export_c(tk.load_model(tmp_path / "m.keras"), tmp_path / "c")
 
 
 def test_export_c_command_whole_model(saved, tmp_path, capsys):

@@ -563,50 +563,84 @@ def _batch_norm(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> St
     return Step(code, f"{prefix}(W, x0, y);", blob, "BatchNormalization with moving statistics")
 
 
-def _lanes(node: Node, axes: Sequence[int]) -> tuple[int, int, int]:
-    """``(outer, length, inner)`` of an item whose ``axes`` (neighbours, anywhere) are
-    normalized: element ``k`` of lane ``(o, i)`` is at ``(o * length + k) * inner + i``.
-    ``ValueError`` naming the layer for axes that are not neighbours."""
-    rank = len(node.shape)
+@dataclass
+class _Lanes:
+    """The normalized axes of an item as ``rows`` lanes of ``length`` values: lane ``r``
+    starts at ``start`` (a C expression of ``r``), its value ``k`` is at ``at`` (of ``k``)
+    from there; ``kind`` names the row pass of :func:`tconv.kernels.cactivations.row_pass`,
+    ``code`` the helpers the expressions call."""
+
+    kind: str
+    rows: int
+    length: int
+    start: str
+    at: str
+    code: str = ""
+    args: str = ""
+    inner: int = 1
+
+
+def _offset_function(name: str, sizes: list[int], strides: list[int], var: str) -> str:
+    """``static ptrdiff_t name(ptrdiff_t var)``: the offset of flat index ``var`` over axes of
+    ``sizes`` (C order) whose elements are ``strides`` apart."""
+    lines = [f"static ptrdiff_t {name}(ptrdiff_t {var})", "{", "    ptrdiff_t off = 0;"]
+    for n, st in zip(reversed(sizes), reversed(strides), strict=True):
+        lines.append(f"    off += ({var} % {n}) * {st};")
+        lines.append(f"    {var} /= {n};")
+    lines += ["    return off;", "}", ""]
+    return "\n".join(lines)
+
+
+def _lanes(prefix: str, node: Node, axes: Sequence[int]) -> _Lanes:
+    """The lanes of ``node``'s item over the normalized ``axes``: neighbouring axes (anywhere)
+    as rows or strided lanes; any other set through offset functions (a few integer divisions
+    per value)."""
+    shape = node.shape
     axes = sorted(axes)
-    if axes != list(range(axes[0], axes[0] + len(axes))):
-        raise ValueError(
-            f"layer {node.layer!r} ({node.layer_class}): the C export normalizes over "
-            f"neighbouring axes only; axes {[a + 1 for a in axes]} of an input of rank "
-            f"{rank + 1} are not (e.g. axis=[1, 2] is, axis=[1, 3] is not)"
-        )
     first, stop = axes[0], axes[-1] + 1
-    return (
-        math.prod(node.shape[:first]),
-        math.prod(node.shape[first:stop]),
-        math.prod(node.shape[stop:]),
+    length = math.prod(shape[a] for a in axes)
+    rows = node.size // length
+    if axes == list(range(first, stop)):
+        inner = math.prod(shape[stop:])
+        if inner == 1:
+            return _Lanes("rows", rows, length, "r * LEN", "k", args=f"{rows}, {length}")
+        return _Lanes(
+            "lanes", rows, length, "(r / IN) * LEN * IN + r % IN", "k * IN",
+            args=f"{rows}, {length}, {inner}", inner=inner,
+        )  # fmt: skip
+    strides = [math.prod(shape[a + 1 :]) for a in range(len(shape))]
+    kept = [a for a in range(len(shape)) if a not in axes]
+    code = _offset_function(
+        f"{prefix}_start", [shape[a] for a in kept], [strides[a] for a in kept], "r"
+    ) + _offset_function(f"{prefix}_at", [shape[a] for a in axes], [strides[a] for a in axes], "k")
+    return _Lanes(
+        "spread", rows, length, f"{prefix}_start(r)", f"{prefix}_at(k)", code, f"{rows}, {length}"
     )
 
 
 def _softmax(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
-    outer, length, inner = _lanes(node, node.params["axes"])
-    kind = "rows" if inner == 1 else "lanes"
-    code = cactivations.row_pass("softmax", prefix, kind)
-    args = f"{outer}, {length}" if inner == 1 else f"{outer * inner}, {length}, {inner}"
+    lanes = _lanes(prefix, node, node.params["axes"])
+    code = lanes.code + cactivations.row_pass("softmax", prefix, lanes.kind)
     call = (
         f"if (y != x0) {{ memcpy(y, x0, sizeof(float) * {node.size}); }} "
-        f"{prefix}_softmax_{kind}(y, {args});"
+        f"{prefix}_softmax_{lanes.kind}(y, {lanes.args});"
     )
-    how = "softmax over rows" if inner == 1 else f"softmax over lanes of stride {inner}"
-    return Step(code, call, how=how, libm=True)
+    return Step(code, call, how=f"softmax over {lanes.rows} lanes ({lanes.kind})", libm=True)
 
 
 def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     """Keras' layer normalization per lane (the normalized axes): mean and variance in float32
     (two passes), ``inv = gamma / sqrt(var + eps)``, ``y = x * inv + (beta - mean * inv)``;
-    ``rms_scaling`` is Keras' ``x / sqrt(var + eps) * gamma``."""
+    ``rms_scaling`` is Keras' ``x / sqrt(var + eps) * gamma``.  ``gamma``/``beta`` hold one
+    value per position of the normalized axes, in C order (as Keras reshapes them)."""
     p, w = node.params, node.weights
-    outer, length, inner = _lanes(node, p["axes"])
+    lanes = _lanes(prefix, node, p["axes"])
+    length = lanes.length
     gamma = w.get("gamma", np.ones(length, np.float32))
     beta = w.get("beta", np.zeros(length, np.float32))
     gamma = np.broadcast_to(gamma.reshape(-1), (length,))
     beta = np.broadcast_to(beta.reshape(-1), (length,))
-    at = "k" if inner == 1 else "k * IN"
+    at = lanes.at
     if p["rms_scaling"]:
         body = f"row_y[{at}] = row_x[{at}] * inv * W[k];"
     else:
@@ -614,12 +648,12 @@ def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
             f"{{ const float sc = inv * W[k]; row_y[{at}] = row_x[{at}] * sc + "
             "(W[LEN + k] - mean * sc); }"
         )
-    code = f"""static void {prefix}(const float *W, const float *x, float *y)
+    code = f"""{lanes.code}static void {prefix}(const float *W, const float *x, float *y)
 {{
-    enum {{ LEN = {length}, IN = {inner} }};
+    enum {{ LEN = {length}, IN = {lanes.inner} }};
     long r;
-    for (r = 0; r < {outer * inner}; ++r) {{
-        const long start = (r / IN) * LEN * IN + r % IN;
+    for (r = 0; r < {lanes.rows}; ++r) {{
+        const ptrdiff_t start = {lanes.start};
         const float *row_x = x + start;
         float *row_y = y + start;
         float mean = 0.0f, var = 0.0f, inv;
@@ -634,11 +668,7 @@ def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
 }}
 """
     blob = np.concatenate([gamma, beta]).astype(np.float32)
-    how = (
-        "LayerNormalization per row"
-        if inner == 1
-        else f"LayerNormalization per lane of stride {inner}"
-    )
+    how = f"LayerNormalization over {lanes.rows} lanes ({lanes.kind})"
     return Step(code, f"{prefix}(W, x0, y);", blob, how, True)
 
 
