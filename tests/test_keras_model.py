@@ -396,6 +396,23 @@ def test_several_inputs_outputs_and_nested_models(multi, ext):
     assert_close(outs["up"], np.asarray(probe(xs)), terms=27)
 
 
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+def test_inputs_come_in_the_models_order_not_the_layers(tmp_path, ext):
+    """Keras' model.inputs follow the config's input_layers, which need not be the order in
+    which the InputLayers were made (and listed among the layers)."""
+    keras = peer("keras")
+    L = keras.layers
+    wave, image, wide = keras.Input((8, 2), name="wave"), keras.Input((3, 3, 1)), keras.Input((5,))
+    y = L.Concatenate()([L.Flatten()(image), L.Flatten()(wave), wide])
+    model = zoo.randomize(keras.Model([wide, wave, image], L.Dense(3)(y)), SEED)
+    model.save(tmp_path / f"m.{ext}")
+    rng = np.random.default_rng(4)
+    xs = [rng.normal(size=(2, *t.shape[1:])).astype(np.float32) for t in model.inputs]
+    loaded = tk.load_model(tmp_path / f"m.{ext}")
+    assert loaded.input_shape == [(None, 5), (None, 8, 2), (None, 3, 3, 1)]
+    assert_close(loaded(xs), np.asarray(model(xs)), terms=terms(loaded))
+
+
 def test_summary_table(multi):
     _, _, tmp = multi
     model = tk.load_model(tmp / "m.keras")

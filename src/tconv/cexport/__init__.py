@@ -1,9 +1,10 @@
 """Export a transposed convolution to dependency-free C99.
 
-- :func:`export_c` writes one layer as a C project (library, weights, test harness with test
-  vectors, Makefile, CMakeLists.txt, README) in style ``"fast"``, ``"reference"`` or
-  ``"scatter"`` — or a whole model (:func:`tconv.keras.load_model`) with its memory plan
-  (:mod:`tconv.cexport.model`).
+- :func:`export_c` writes one layer or a whole model (:func:`tconv.keras.load_model`) as a C
+  project (library, weights, test harness with test vectors, Makefile, CMakeLists.txt, README)
+  through one pipeline (:mod:`tconv.cexport.model`): a layer is the one-node graph
+  :meth:`tconv.graph.Graph.of_layer`.  Options for both: ``style`` ``"fast"``,
+  ``"reference"`` or ``"scatter"``, ``weights`` ``"inline"`` or ``"file"``.
 - :func:`build_shared` compiles a layer's C into a shared library and loads it with ctypes
   (a :class:`CompiledLayer`, callable on NumPy arrays) — for ``method="native"`` and benchmarks.
 - :func:`verify` builds and runs an export's harness; :func:`write_runtime` writes the runtime
@@ -28,10 +29,11 @@ def export_c(layer: Any, out_dir: str | Path, **options: Any) -> list[Path]:
 
     A layer (:class:`tconv.layer.TransposedConv`) goes to :func:`tconv.cexport.project.export_c`
     (options ``name="tconv_layer"``, ``style``, ``input_shape``, ``weights``, ``batch``,
-    ``seed``, ``test_input``, ``force``; a quantized :class:`tconv.quant.QuantizedTransposeConv`
-    there gets integer-only C); a whole model (:class:`tconv.keras.Model`, or a
-    :class:`tconv.graph.Graph`) to :func:`tconv.cexport.model.export_model_c` (options
-    ``name="model"``, ``batch``, ``seed``, ``test_input``, ``force``).
+    ``seed``, ``test_input``, ``force``), which writes its one-node graph with the model
+    pipeline (a quantized :class:`tconv.quant.QuantizedTransposeConv` there gets integer-only
+    C); a whole model (:class:`tconv.keras.Model`, or a :class:`tconv.graph.Graph`) to
+    :func:`tconv.cexport.model.export_model_c` (options ``name="model"``, ``style``,
+    ``weights``, ``batch``, ``seed``, ``test_input``, ``force``).
     """
     if isinstance(layer, Graph) or isinstance(getattr(layer, "graph", None), Graph):
         return export_model_c(layer, out_dir, **options)

@@ -2,15 +2,21 @@
 
 :func:`step_source` turns one node (channels-last item shapes, see :mod:`tconv.graph.graph`)
 into a ``static void`` function and the call that runs it, plus the weights it reads.
-Transposed convolutions, stride-1 convolutions (depthwise included) and dense layers run the
-fast stride-phase kernel of :mod:`tconv.kernels.emit` (a stride-1 forward convolution is a
-transposed convolution of the flipped kernel, cropped by ``span - 1 - pad``; a dense layer one
-of kernel 1 over the rows); strided forward convolutions a direct loop vectorized over output
-channels.  Every other op is a plain loop over the item.
+Transposed convolutions, stride-1 convolutions and dense layers run the fast stride-phase
+kernel of :mod:`tconv.kernels.emit` (a stride-1 forward convolution is a transposed
+convolution of the flipped kernel, cropped by ``span - 1 - pad``; a dense layer one of kernel 1
+over the rows); with the fast style, stride-1 convolutions of at most :data:`SMALL_COUT`
+filters a loop vectorized over a row's pixels (:func:`_few_filters`); depthwise convolutions a
+loop vectorized over the channels; strided forward convolutions a direct loop vectorized over
+output channels.  Every other op is a plain loop over the item.  With ``style="reference"`` or
+``"scatter"`` the steps run as transposed convolutions take that style's loops instead.  A
+step whose output is a slice of a concatenation (``row`` > 0,
+:func:`tconv.graph.planner.slices`) stores its pixels ``row`` floats apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -35,6 +41,9 @@ class Step:
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     how: str = ""
     libm: bool = False
+    batch_call: str = ""
+    """The call on ``batch`` consecutive items at once (``x0``, ``y``: the first item's), for
+    steps whose kernel takes a batch (the convolution family); empty otherwise."""
 
 
 def _floats(values: Sequence[float]) -> str:
@@ -53,21 +62,40 @@ def _pad3(shape: Sequence[int]) -> list[int]:
 # --- the fast kernel ---------------------------------------------------------------------
 
 
-def _fast_step(prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...]) -> Step:
-    code = emit.compute_source(spec, "fast")
-    call = f"{prefix}_compute(W, x0, y, 1);"
+KERNELS = {
+    "fast": "fast stride-phase kernel",
+    "reference": "reference gather loops",
+    "scatter": "scatter loops",
+}
+"""How each style of :mod:`tconv.kernels.emit` computes a convolution-family step."""
+
+
+def _kernel_step(
+    prefix: str, spec: Spec, how: str, out_shape: tuple[int, ...], style: str, tasks: str = ""
+) -> Step:
+    """The step of a transposed convolution ``spec`` (a convolution-family node) in ``style``:
+    ``how`` is completed with the kernel's name; ``tasks``: see :func:`step_source`."""
+    code = emit.compute_source(spec, style, tasks)
+    calls = {n: f"{prefix}_compute(W, x0, y, {n});" for n in ("1", "batch")}
     libm = cactivations.needs_libm(spec.activation)
+    how = f"{how} ({KERNELS[style]})"
     if cactivations.is_rowwise(spec.activation):
         code += cactivations.definitions(spec.activation, prefix)
         last = out_shape[-1]
         rows = math.prod(out_shape) // last
-        call += f" {prefix}_{spec.activation}_rows(y, {rows}, {last});"
+        calls["1"] += f" {prefix}_{spec.activation}_rows(y, {rows}, {last});"
+        calls["batch"] += f" {prefix}_{spec.activation}_rows(y, (ptrdiff_t)batch * {rows}, {last});"
         how += f"; {spec.activation} over the last axis after the store"
-    return Step(code, call, emit.weight_blob(spec, "fast"), how, libm)
+    return Step(code, calls["1"], emit.weight_blob(spec, style), how, libm, calls["batch"])
 
 
 def _spec(
-    prefix: str, geometry: Geometry, kernel: np.ndarray, bias: np.ndarray | None, activation: str
+    prefix: str,
+    geometry: Geometry,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    activation: str,
+    row: int = 0,
 ) -> Spec:
     return Spec(
         prefix,
@@ -78,10 +106,13 @@ def _spec(
         False,
         "keras",
         "keras",
+        row,
     )
 
 
-def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _conv_as_transpose(
+    prefix: str, node: Node, x: tuple[int, ...], style: str, row: int = 0
+) -> Step:
     """A stride-1 forward convolution as the transposed convolution of the flipped kernel."""
     p = node.params
     kernel = node.weights["kernel"]  # (*k, cin_g, cout)
@@ -93,34 +124,33 @@ def _conv_as_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     flipped = kernel[(slice(None, None, -1),) * rank]
     canonical = np.swapaxes(flipped, -1, -2)  # (*k, cout, cin_g)
     geometry = Geometry(tuple(axes), x[-1], kernel.shape[-1], p["groups"])
-    spec = _spec(prefix, geometry, canonical, node.weights.get("bias"), p["activation"])
-    how = (
-        "stride-1 convolution run as the transposed convolution of its flipped kernel "
-        "(fast stride-phase kernel)"
-    )
-    return _fast_step(prefix, spec, how, node.shape)
+    spec = _spec(prefix, geometry, canonical, node.weights.get("bias"), p["activation"], row)
+    how = "stride-1 convolution run as the transposed convolution of its flipped kernel"
+    return _kernel_step(prefix, spec, how, node.shape, style)
 
 
-def _dense(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _dense(prefix: str, node: Node, x: tuple[int, ...], style: str, row: int = 0) -> Step:
     kernel = node.weights["kernel"]  # (in, units)
     rows = math.prod(x[:-1])
     geometry = Geometry((Axis(rows, 1, 1, 1, 0, 0),), kernel.shape[0], kernel.shape[1])
     spec = _spec(
-        prefix, geometry, kernel.T[None], node.weights.get("bias"), node.params["activation"]
+        prefix, geometry, kernel.T[None], node.weights.get("bias"), node.params["activation"], row
     )
-    how = f"dense on {rows} row(s): a kernel-1 convolution (fast register-blocked kernel)"
-    return _fast_step(prefix, spec, how, node.shape)
+    how = f"dense on {rows} row(s): a kernel-1 convolution"
+    return _kernel_step(prefix, spec, how, node.shape, style)
 
 
-def _conv_transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
-    spec = from_layer(node.params["op"], x, prefix)
-    return _fast_step(prefix, spec, "transposed convolution (fast stride-phase kernel)", node.shape)
+def _conv_transpose(
+    prefix: str, node: Node, x: tuple[int, ...], style: str, tasks: str, row: int = 0
+) -> Step:
+    spec = dataclasses.replace(from_layer(node.params["op"], x, prefix), out_row=row)
+    return _kernel_step(prefix, spec, "transposed convolution", node.shape, style, tasks)
 
 
 # --- direct strided convolution ----------------------------------------------------------
 
 
-def _direct_conv(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _direct_conv(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     """``y[o, f] = act(b[f] + sum_taps sum_c x[o*s + t*d - lo, g*CG + c] * w[t, c, f])``."""
     p = node.params
     kernel = node.weights["kernel"]  # (*k, cin_g, cout)
@@ -149,7 +179,7 @@ static void {prefix}(const float *W, const float *x, float *y)
     enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
            O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, CIN = {x[-1]},
            CING = {cin_g}, COUT = {cout}, COUTG = {cout_g}, G = {groups},
-           KCOUNT = {kernel.size} }};
+           ROW = {row or cout}, KCOUNT = {kernel.size} }};
     const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
     const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
     long o;
@@ -183,7 +213,7 @@ static void {prefix}(const float *W, const float *x, float *y)
                 }}
             }}
         }}
-        for (f = 0; f < COUT; ++f) y[o * COUT + f] = {store};
+        for (f = 0; f < COUT; ++f) y[o * ROW + f] = {store};
     }}
 }}
 """
@@ -197,7 +227,141 @@ static void {prefix}(const float *W, const float *x, float *y)
     )
 
 
-def _depthwise(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+SMALL_COUT = 4
+"""Stride-1 convolutions of at most this many filters run :func:`_few_filters`: the
+register-blocked kernel vectorizes over filters, most of whose lanes would be idle."""
+STACK_FLOATS = 4096
+"""The most floats :func:`_few_filters` keeps on the stack (its ring of transposed input rows
+and its accumulators: 16 KB)."""
+
+
+def _stack_floats(node: Node, x: tuple[int, ...]) -> int:
+    kernel = node.weights["kernel"]
+    ks = _pad3(kernel.shape[:-2])
+    width = _pad3(node.shape[:-1])[2]
+    return ks[1] * x[-1] * (width + ks[2] - 1) + kernel.shape[-1] * width
+
+
+def _few(node: Node, x: tuple[int, ...]) -> bool:
+    """Whether :func:`_few_filters` runs ``node``: at most :data:`SMALL_COUT` filters, rank 1 or
+    2, groups 1, stride and dilation 1, and its stack within :data:`STACK_FLOATS`."""
+    p = node.params
+    return (
+        node.weights["kernel"].shape[-1] <= SMALL_COUT
+        and len(x) <= 3
+        and p["groups"] == 1
+        and all(s == 1 for s in p["strides"])
+        and all(d == 1 for d in p["dilation"])
+        and _stack_floats(node, x) <= STACK_FLOATS
+    )
+
+
+def _few_filters(prefix: str, node: Node, x: tuple[int, ...], row: int | None = None) -> Step:
+    """A stride-1 convolution of few filters, vectorized over the output pixels of a row:
+    each input row is transposed once into a ring of the kernel's height (channels first, the
+    padding columns zero), then ``acc[f][o] += xt[k][o + c] * w[f, b, c, k]`` over the taps
+    ``(b, c)`` and channels ``k`` runs along the row.  Output rows are cut into chunks (each
+    refills its ring), the sum's order is the same in every chunk: bit-identical under
+    OpenMP.  ``row``: floats between consecutive output pixels (default: the filters)."""
+    p = node.params
+    kernel = node.weights["kernel"]  # (*k, cin, cout)
+    rank = kernel.ndim - 2
+    cin, cout = kernel.shape[-2:]
+    ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
+    ks = _pad3(kernel.shape[:-2])
+    los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
+    bias = node.weights.get("bias")
+    act = p["activation"]
+    rowwise = cactivations.is_rowwise(act)
+    defs = cactivations.definitions(act, prefix)
+    store = "v[f]" if rowwise else cactivations.store_expr(act, prefix, "v[f]")
+    finish = (
+        f"{prefix}_{act}_rows(v, 1, COUT); /* over the pixel's COUT values */" if rowwise else ""
+    )
+    init = "W[KCOUNT + f]" if bias is not None else "0.0f"
+    rows = outs[0] * outs[1]
+    chunks = max(1, min(16, rows // 4))
+    code = f"""{defs}
+/* Stride-1 convolution of {cout} filter(s), vectorized over the output pixels of a row: each
+ * input row is transposed once into a ring of K1 rows (channels first, zero padding columns),
+ * then acc[f][o] += xt[k][o + c] * w[f][b][c][k] along the row for every tap and channel.
+ * Stack: the ring (K1 * CIN * PW floats) and the accumulators (COUT * O2 floats). */
+static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]}, O2 = {outs[2]},
+           K1 = {ks[1]}, K2 = {ks[2]}, CIN = {cin}, COUT = {cout}, P1 = {los[1]},
+           P2 = {los[2]}, PW = O2 + K2 - 1, ROW = {row or cout}, ROWS = {rows},
+           CHUNKS = {chunks}, KCOUNT = {kernel.size} }};
+    int chunk;
+#ifdef _OPENMP
+#ifdef TCONV_PARALLEL_MACS
+#pragma omp parallel for schedule(static) \\
+    if ({rows * kernel.size * outs[2]}L >= (long)(TCONV_PARALLEL_MACS))
+#else
+#pragma omp parallel for schedule(static) if({rows * kernel.size * outs[2]}L >= 1000000L)
+#endif
+#endif
+    for (chunk = 0; chunk < CHUNKS; ++chunk) {{
+        float xt[K1][CIN][PW], acc[COUT][O2];
+        const int first = (int)((long)ROWS * chunk / CHUNKS);
+        const int last = (int)((long)ROWS * (chunk + 1) / CHUNKS);
+        int r, b, c, f, k, o, i;
+        for (b = 0; b < K1; ++b)
+            for (k = 0; k < CIN; ++k)
+                for (o = 0; o < PW; ++o) xt[b][k][o] = 0.0f;
+        for (r = first; r < last; ++r) {{
+            const int o0 = r / O1, o1 = r % O1;
+            /* input rows o1 - P1 + b: all of them for a chunk's first row, then the new one */
+            for (b = r == first || o1 == 0 ? 0 : K1 - 1; b < K1; ++b) {{
+                const int i1 = o1 - P1 + b;
+                if (i1 >= 0 && i1 < I1) {{
+                    const float *xr = x + ((ptrdiff_t)o0 * I1 + i1) * I2 * CIN;
+                    float (*t)[PW] = xt[i1 % K1];
+                    for (i = 0; i < I2; ++i)
+                        for (k = 0; k < CIN; ++k) t[k][P2 + i] = xr[(ptrdiff_t)i * CIN + k];
+                }}
+            }}
+            for (f = 0; f < COUT; ++f)
+                for (o = 0; o < O2; ++o) acc[f][o] = {init};
+            for (b = 0; b < K1; ++b) {{
+                const int i1 = o1 - P1 + b;
+                if (i1 < 0 || i1 >= I1) continue;
+                for (c = 0; c < K2; ++c)
+                    for (k = 0; k < CIN; ++k) {{
+                        const float *xk = xt[i1 % K1][k] + c;
+                        for (f = 0; f < COUT; ++f) {{
+                            const float w = W[((ptrdiff_t)(f * K1 + b) * K2 + c) * CIN + k];
+                            float *a = acc[f];
+                            for (o = 0; o < O2; ++o) a[o] += xk[o] * w;
+                        }}
+                    }}
+            }}
+            for (o = 0; o < O2; ++o) {{
+                float v[COUT];
+                float *yp = y + ((ptrdiff_t)r * O2 + o) * ROW;
+                for (f = 0; f < COUT; ++f) v[f] = acc[f][o];
+                {finish}
+                for (f = 0; f < COUT; ++f) yp[f] = {store};
+            }}
+        }}
+    }}
+}}
+"""
+    packed = np.moveaxis(kernel, -1, 0).reshape(-1)  # (cout, *k, cin)
+    parts = [packed] + ([bias.reshape(-1)] if bias is not None else [])
+    how = f"stride-1 convolution of {cout} filter(s) vectorized over the pixels of a row"
+    if rowwise:
+        how += f"; {act} over each pixel's {cout} values at the store"
+    return Step(
+        code,
+        f"{prefix}(W, x0, y);",
+        np.concatenate(parts).astype(np.float32),
+        how,
+        cactivations.needs_libm(act),
+    )
+
+
+def _depthwise(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     """One group per input channel (``DepthwiseConv``, a separable convolution's first step):
     ``y[o, c*M + m] = act(b + sum_taps x[o*s + t*d - lo, c] * w[t, c*M + m])``, the channel
     loop innermost and contiguous, so that it vectorizes."""
@@ -213,7 +377,7 @@ def _depthwise(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     bias = node.weights.get("bias")
     act = p["activation"]
     rowwise = cactivations.is_rowwise(act)
-    store = cactivations.store_expr("linear" if rowwise else act, prefix, "yp[f]")
+    store = cactivations.store_expr("linear" if rowwise else act, prefix, "acc[f]")
     defs = cactivations.definitions("linear" if rowwise else act, prefix)
     if rowwise:
         defs += cactivations.definitions(act, prefix)
@@ -226,7 +390,7 @@ static void {prefix}(const float *W, const float *x, float *y)
 {{
     enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
            O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, C = {channels},
-           M = {mult}, COUT = {cout}, KCOUNT = {kernel.size} }};
+           M = {mult}, COUT = {cout}, ROW = {row or cout}, KCOUNT = {kernel.size} }};
     const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
     const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
     long o;
@@ -235,9 +399,10 @@ static void {prefix}(const float *W, const float *x, float *y)
 #endif
     for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
         const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
-        float *yp = y + o * COUT;
+        float *yp = y + o * ROW;
+        float acc[COUT]; /* not in y: the compiler need not fear that y overlaps x or W */
         int f, a, b, c, ch, m;
-        for (f = 0; f < COUT; ++f) yp[f] = {init};
+        for (f = 0; f < COUT; ++f) acc[f] = {init};
         for (a = 0; a < K0; ++a) {{
             const int i0 = o0 * s0 + a * d0 - p0;
             if (i0 < 0 || i0 >= I0) continue;
@@ -251,10 +416,10 @@ static void {prefix}(const float *W, const float *x, float *y)
                     xp = x + (((ptrdiff_t)i0 * I1 + i1) * I2 + i2) * C;
                     wp = W + (ptrdiff_t)((a * K1 + b) * K2 + c) * COUT;
                     if (M == 1) {{
-                        for (ch = 0; ch < C; ++ch) yp[ch] += xp[ch] * wp[ch];
+                        for (ch = 0; ch < C; ++ch) acc[ch] += xp[ch] * wp[ch];
                     }} else {{
                         for (ch = 0; ch < C; ++ch)
-                            for (m = 0; m < M; ++m) yp[ch * M + m] += xp[ch] * wp[ch * M + m];
+                            for (m = 0; m < M; ++m) acc[ch * M + m] += xp[ch] * wp[ch * M + m];
                     }}
                 }}
             }}
@@ -356,9 +521,10 @@ def _loop(prefix: str, count: int, expr: str, how: str) -> Step:
     return Step(code, f"{prefix}(x0, y);", how=how, libm="expm1f" in expr)
 
 
-def _batch_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _batch_norm(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     """``y = x * inv[c] + shift[c]`` with Keras' ``inv = gamma / sqrt(var + eps)``, ``shift =
-    beta - mean * inv`` (float32, as Keras computes them)."""
+    beta - mean * inv`` (float32, as Keras computes them); loops over (outer, channel, inner)
+    with no index arithmetic per element; ``row``: floats between the output's pixels."""
     w = node.weights
     eps = np.float32(node.params["epsilon"])
     inv = (np.float32(1) / np.sqrt(w["variance"] + eps)).astype(np.float32)
@@ -368,62 +534,113 @@ def _batch_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     if "beta" in w:
         shift = shift + w["beta"]
     axis = node.params["axis"]
-    channels = node.shape[axis]
-    inner = math.prod(node.shape[axis + 1 :])
-    code = (
-        f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n    long i;\n"
-        f"    for (i = 0; i < {node.size}; ++i) {{\n"
-        f"        const long c = i / {inner} % {channels};\n"
-        f"        y[i] = x[i] * W[c] + W[{channels} + c];\n    }}\n}}\n"
-    )
+    channels, last = node.shape[axis], node.shape[-1]
+    # loops (outer, channel, mid, lane), a pixel (all but the last axis) per (o, c, m); on the
+    # last axis the lanes are the channels themselves
+    if axis == len(node.shape) - 1:
+        outer, ch, mid, scale, shift_at = node.size // last, 1, 1, "W[l]", "W[LANES + l]"
+    else:
+        outer, ch, mid = math.prod(node.shape[:axis]), channels, node.size // last
+        mid //= outer * channels
+        scale, shift_at = "W[c]", "W[CH + c]"
+    code = f"""static void {prefix}(const float *W, const float *x, float *y)
+{{
+    enum {{ OUTER = {outer}, CH = {ch}, MID = {mid}, LANES = {last}, ROW = {row or last} }};
+    long o;
+    for (o = 0; o < OUTER; ++o) {{
+        int c, m, l;
+        for (c = 0; c < CH; ++c)
+            for (m = 0; m < MID; ++m) {{
+                const ptrdiff_t pixel = ((ptrdiff_t)o * CH + c) * MID + m;
+                const float *xp = x + pixel * LANES;
+                float *yp = y + pixel * ROW;
+                for (l = 0; l < LANES; ++l) yp[l] = xp[l] * {scale} + {shift_at};
+            }}
+    }}
+}}
+"""
     blob = np.concatenate([inv, shift]).astype(np.float32)
     return Step(code, f"{prefix}(W, x0, y);", blob, "BatchNormalization with moving statistics")
 
 
-def _lanes(node: Node, axes: Sequence[int]) -> tuple[int, int, int]:
-    """``(outer, length, inner)`` of an item whose ``axes`` (neighbours, anywhere) are
-    normalized: element ``k`` of lane ``(o, i)`` is at ``(o * length + k) * inner + i``.
-    ``ValueError`` naming the layer for axes that are not neighbours."""
-    rank = len(node.shape)
+@dataclass
+class _Lanes:
+    """The normalized axes of an item as ``rows`` lanes of ``length`` values: lane ``r``
+    starts at ``start`` (a C expression of ``r``), its value ``k`` is at ``at`` (of ``k``)
+    from there; ``kind`` names the row pass of :func:`tconv.kernels.cactivations.row_pass`,
+    ``code`` the helpers the expressions call."""
+
+    kind: str
+    rows: int
+    length: int
+    start: str
+    at: str
+    code: str = ""
+    args: str = ""
+    inner: int = 1
+
+
+def _offset_function(name: str, sizes: list[int], strides: list[int], var: str) -> str:
+    """``static ptrdiff_t name(ptrdiff_t var)``: the offset of flat index ``var`` over axes of
+    ``sizes`` (C order) whose elements are ``strides`` apart."""
+    lines = [f"static ptrdiff_t {name}(ptrdiff_t {var})", "{", "    ptrdiff_t off = 0;"]
+    for n, st in zip(reversed(sizes), reversed(strides), strict=True):
+        lines.append(f"    off += ({var} % {n}) * {st};")
+        lines.append(f"    {var} /= {n};")
+    lines += ["    return off;", "}", ""]
+    return "\n".join(lines)
+
+
+def _lanes(prefix: str, node: Node, axes: Sequence[int]) -> _Lanes:
+    """The lanes of ``node``'s item over the normalized ``axes``: neighbouring axes (anywhere)
+    as rows or strided lanes; any other set through offset functions (a few integer divisions
+    per value)."""
+    shape = node.shape
     axes = sorted(axes)
-    if axes != list(range(axes[0], axes[0] + len(axes))):
-        raise ValueError(
-            f"layer {node.layer!r} ({node.layer_class}): the C export normalizes over "
-            f"neighbouring axes only; axes {[a + 1 for a in axes]} of an input of rank "
-            f"{rank + 1} are not (e.g. axis=[1, 2] is, axis=[1, 3] is not)"
-        )
     first, stop = axes[0], axes[-1] + 1
-    return (
-        math.prod(node.shape[:first]),
-        math.prod(node.shape[first:stop]),
-        math.prod(node.shape[stop:]),
+    length = math.prod(shape[a] for a in axes)
+    rows = node.size // length
+    if axes == list(range(first, stop)):
+        inner = math.prod(shape[stop:])
+        if inner == 1:
+            return _Lanes("rows", rows, length, "r * LEN", "k", args=f"{rows}, {length}")
+        return _Lanes(
+            "lanes", rows, length, "(r / IN) * LEN * IN + r % IN", "k * IN",
+            args=f"{rows}, {length}, {inner}", inner=inner,
+        )  # fmt: skip
+    strides = [math.prod(shape[a + 1 :]) for a in range(len(shape))]
+    kept = [a for a in range(len(shape)) if a not in axes]
+    code = _offset_function(
+        f"{prefix}_start", [shape[a] for a in kept], [strides[a] for a in kept], "r"
+    ) + _offset_function(f"{prefix}_at", [shape[a] for a in axes], [strides[a] for a in axes], "k")
+    return _Lanes(
+        "spread", rows, length, f"{prefix}_start(r)", f"{prefix}_at(k)", code, f"{rows}, {length}"
     )
 
 
 def _softmax(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
-    outer, length, inner = _lanes(node, node.params["axes"])
-    kind = "rows" if inner == 1 else "lanes"
-    code = cactivations.row_pass("softmax", prefix, kind)
-    args = f"{outer}, {length}" if inner == 1 else f"{outer * inner}, {length}, {inner}"
+    lanes = _lanes(prefix, node, node.params["axes"])
+    code = lanes.code + cactivations.row_pass("softmax", prefix, lanes.kind)
     call = (
         f"if (y != x0) {{ memcpy(y, x0, sizeof(float) * {node.size}); }} "
-        f"{prefix}_softmax_{kind}(y, {args});"
+        f"{prefix}_softmax_{lanes.kind}(y, {lanes.args});"
     )
-    how = "softmax over rows" if inner == 1 else f"softmax over lanes of stride {inner}"
-    return Step(code, call, how=how, libm=True)
+    return Step(code, call, how=f"softmax over {lanes.rows} lanes ({lanes.kind})", libm=True)
 
 
 def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     """Keras' layer normalization per lane (the normalized axes): mean and variance in float32
     (two passes), ``inv = gamma / sqrt(var + eps)``, ``y = x * inv + (beta - mean * inv)``;
-    ``rms_scaling`` is Keras' ``x / sqrt(var + eps) * gamma``."""
+    ``rms_scaling`` is Keras' ``x / sqrt(var + eps) * gamma``.  ``gamma``/``beta`` hold one
+    value per position of the normalized axes, in C order (as Keras reshapes them)."""
     p, w = node.params, node.weights
-    outer, length, inner = _lanes(node, p["axes"])
+    lanes = _lanes(prefix, node, p["axes"])
+    length = lanes.length
     gamma = w.get("gamma", np.ones(length, np.float32))
     beta = w.get("beta", np.zeros(length, np.float32))
     gamma = np.broadcast_to(gamma.reshape(-1), (length,))
     beta = np.broadcast_to(beta.reshape(-1), (length,))
-    at = "k" if inner == 1 else "k * IN"
+    at = lanes.at
     if p["rms_scaling"]:
         body = f"row_y[{at}] = row_x[{at}] * inv * W[k];"
     else:
@@ -431,12 +648,12 @@ def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
             f"{{ const float sc = inv * W[k]; row_y[{at}] = row_x[{at}] * sc + "
             "(W[LEN + k] - mean * sc); }"
         )
-    code = f"""static void {prefix}(const float *W, const float *x, float *y)
+    code = f"""{lanes.code}static void {prefix}(const float *W, const float *x, float *y)
 {{
-    enum {{ LEN = {length}, IN = {inner} }};
+    enum {{ LEN = {length}, IN = {lanes.inner} }};
     long r;
-    for (r = 0; r < {outer * inner}; ++r) {{
-        const long start = (r / IN) * LEN * IN + r % IN;
+    for (r = 0; r < {lanes.rows}; ++r) {{
+        const ptrdiff_t start = {lanes.start};
         const float *row_x = x + start;
         float *row_y = y + start;
         float mean = 0.0f, var = 0.0f, inv;
@@ -451,11 +668,7 @@ def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
 }}
 """
     blob = np.concatenate([gamma, beta]).astype(np.float32)
-    how = (
-        "LayerNormalization per row"
-        if inner == 1
-        else f"LayerNormalization per lane of stride {inner}"
-    )
+    how = f"LayerNormalization over {lanes.rows} lanes ({lanes.kind})"
     return Step(code, f"{prefix}(W, x0, y);", blob, how, True)
 
 
@@ -537,26 +750,73 @@ def _merge(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
     return Step(code, call, how=how)
 
 
-def _concat(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
+def _concat(
+    prefix: str,
+    node: Node,
+    shapes: list[tuple[int, ...]],
+    row: int = 0,
+    copied: Sequence[int] | None = None,
+) -> Step:
+    """Row copies of the inputs ``copied`` (default all; the others wrote their slices) into
+    their places; ``row``: floats between the output's pixels (channel axis only)."""
     axis = node.params["axis"]
     outer = math.prod(node.shape[:axis])
     inner = math.prod(node.shape[axis + 1 :])
-    args = ", ".join(f"const float *x{i}" for i in range(len(shapes)))
+    wanted = range(len(shapes)) if copied is None else copied
+    width = row or node.shape[axis] * inner
     lines = []
     at = 0
     for i, s in enumerate(shapes):
         chunk = s[axis] * inner
-        lines.append(
-            f"        memcpy(y + o * {node.shape[axis] * inner} + {at}, "
-            f"x{i} + o * {chunk}, sizeof(float) * {chunk});"
-        )
+        if i in wanted:
+            lines.append(
+                f"        memcpy(y + o * {width} + {at}, x{i} + o * {chunk}, "
+                f"sizeof(float) * {chunk});"
+            )
         at += chunk
+    args = ", ".join(f"const float *x{i}" for i in range(len(shapes)))
+    call = f"{prefix}({', '.join(f'x{i}' for i in range(len(shapes)))}, y);"
+    if not lines:
+        how = f"concatenation on item axis {axis}: every input wrote its slice, nothing to copy"
+        unused = " ".join(f"(void)x{i};" for i in range(len(shapes)))
+        return Step("", f"{unused} (void)y;", how=how)
+    uses = "".join(lines)
+    unused = "".join(f"    (void)x{i};\n" for i in range(len(shapes)) if f"x{i} +" not in uses)
     code = (
-        f"static void {prefix}({args}, float *y)\n{{\n    long o;\n"
+        f"static void {prefix}({args}, float *y)\n{{\n    long o;\n{unused}"
         f"    for (o = 0; o < {outer}; ++o) {{\n" + "\n".join(lines) + "\n    }\n}\n"
     )
-    call = f"{prefix}({', '.join(f'x{i}' for i in range(len(shapes)))}, y);"
-    return Step(code, call, how=f"concatenation on item axis {axis} (row copies)")
+    how = f"concatenation on item axis {axis} (row copies"
+    if len(wanted) < len(shapes):
+        how += f" of input(s) {', '.join(map(str, wanted))}; the others wrote their slices"
+    return Step(code, call, how=how + ")")
+
+
+def _rows_apart(step: Step, node: Node, row: int) -> Step:
+    """``step``'s loop storing ``y[E]`` (``E`` the flat index of the item) storing each pixel's
+    channels ``row`` floats after the pixel before: a loop over the whole item becomes one
+    over pixels and one over their channels; any other becomes ``y[E / C * row + E % C]``."""
+    channels = node.shape[-1]
+    stores = re.findall(r"\by\[([^\]]+)\] = ", step.code)
+    if len(stores) != 1:
+        raise AssertionError(f"{node.name}: no single store to put {row} floats apart")
+    index = stores[0]
+    head = f"for ({index} = 0; {index} < {node.size}; ++{index})"
+    if re.fullmatch(r"\w+", index) and step.code.count(head) == 1:
+        step.code = (
+            step.code.replace(
+                head,
+                f"for (px = 0; px < {node.size // channels}; ++px)\n"
+                f"    for ({index} = px * {channels}; {index} < (px + 1) * {channels}; ++{index})",
+            )
+            .replace(f"y[{index}] = ", f"y[{index} + px * {row - channels}] = ")
+            .replace("    long ", "    long px, ", 1)
+        )
+    else:
+        step.code = step.code.replace(
+            f"y[{index}] = ", f"y[({index}) / {channels} * {row} + ({index}) % {channels}] = "
+        )
+    return step
 
 
 def _transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
@@ -582,21 +842,23 @@ def _spatial_loop(
     how: str,
     weights: np.ndarray | None = None,
     libm: bool = False,
+    row: int = 0,
 ) -> Step:
     """A loop over output pixels ``(o0, o1, o2)`` (padded to 3 axes) and channels ``ch``;
-    ``body`` sets ``y[...]`` from ``x`` with the sizes ``I0..I2``, ``O0..O2``, ``C``."""
+    ``body`` sets ``yp[...]`` (the pixel, ``row`` floats after the one before; default: the
+    output's channels) from ``x`` with the sizes ``I0..I2``, ``O0..O2``, ``C``."""
     ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
     counters = "o0, o1, o2, ch" if re.search(r"\bch\b", body) else "o0, o1, o2"
     code = f"""static void {prefix}(const float *W, const float *x, float *y)
 {{
     enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
-           O2 = {outs[2]}, C = {x[-1]} }};
+           O2 = {outs[2]}, C = {x[-1]}, ROW = {row or node.shape[-1]} }};
     int {counters};
     (void)W;
     for (o0 = 0; o0 < O0; ++o0)
     for (o1 = 0; o1 < O1; ++o1)
     for (o2 = 0; o2 < O2; ++o2) {{
-        float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * C;
+        float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * ROW;
 {body}
     }}
 }}
@@ -609,44 +871,48 @@ def _xp(i0: str, i1: str, i2: str) -> str:
     return f"x + (((ptrdiff_t)({i0}) * I1 + ({i1})) * I2 + ({i2})) * C"
 
 
-def _pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _pool(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     p = node.params
     rank = len(p["pool"])
     ks, ss = _pad3(p["pool"]), _pad3(p["strides"])
     los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
     is_max = p["kind"] == "max"
     init = "-INFINITY" if is_max else "0.0f"
-    acc = "acc = v > acc ? v : acc;" if is_max else "acc += v;"
-    finish = "yp[ch] = acc;" if is_max else "yp[ch] = acc / (float)count;"
-    body = f"""        for (ch = 0; ch < C; ++ch) {{
-            float acc = {init};
-            int a, b, c, count = 0;
-            for (a = 0; a < {ks[0]}; ++a)
-            for (b = 0; b < {ks[1]}; ++b)
-            for (c = 0; c < {ks[2]}; ++c) {{
-                const int i0 = o0 * {ss[0]} + a - {los[0]}, i1 = o1 * {ss[1]} + b - {los[1]};
-                const int i2 = o2 * {ss[2]} + c - {los[2]};
-                float v;
-                if (i0 < 0 || i0 >= I0 || i1 < 0 || i1 >= I1 || i2 < 0 || i2 >= I2) continue;
-                v = ({_xp("i0", "i1", "i2")})[ch];
+    acc = "acc[ch] = v > acc[ch] ? v : acc[ch];" if is_max else "acc[ch] += v;"
+    finish = "yp[ch] = acc[ch];" if is_max else "yp[ch] = acc[ch] / (float)count;"
+    body = f"""        /* the taps inside the image, each a contiguous row of C channels */
+        float acc[C];
+        int a, b, c, count = 0;
+        for (ch = 0; ch < C; ++ch) acc[ch] = {init};
+        for (a = 0; a < {ks[0]}; ++a)
+        for (b = 0; b < {ks[1]}; ++b)
+        for (c = 0; c < {ks[2]}; ++c) {{
+            const int i0 = o0 * {ss[0]} + a - {los[0]}, i1 = o1 * {ss[1]} + b - {los[1]};
+            const int i2 = o2 * {ss[2]} + c - {los[2]};
+            const float *xp;
+            if (i0 < 0 || i0 >= I0 || i1 < 0 || i1 >= I1 || i2 < 0 || i2 >= I2) continue;
+            xp = {_xp("i0", "i1", "i2")};
+            for (ch = 0; ch < C; ++ch) {{
+                const float v = xp[ch];
                 {acc}
-                ++count;
             }}
-            {finish}
-        }}"""
+            ++count;
+        }}
+        for (ch = 0; ch < C; ++ch) {finish}"""
     how = f"{p['kind']} pooling {tuple(p['pool'])}, stride {tuple(p['strides'])}"
     if not is_max:
         how += " (divides by the elements inside the image)"
-    return _spatial_loop(prefix, node, x, body, how, libm=is_max)
+    return _spatial_loop(prefix, node, x, body, how, libm=is_max, row=row)
 
 
-def _upsample(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _upsample(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     p = node.params
     size = _pad3(p["size"])
     if p["interpolation"] == "nearest":
         src = _xp(f"o0 / {size[0]}", f"o1 / {size[1]}", f"o2 / {size[2]}")
         body = f"        memcpy(yp, {src}, sizeof(float) * C);"
-        return _spatial_loop(prefix, node, x, body, f"nearest upsampling {tuple(p['size'])}")
+        how = f"nearest upsampling {tuple(p['size'])}"
+        return _spatial_loop(prefix, node, x, body, how, row=row)
     sh, sw = size[1], size[2]
     body = f"""        /* tf.image.resize bilinear: half-pixel centres, clamped at the edges */
         const float fy = ((float)o1 + 0.5f) / {sh}.0f - 0.5f;
@@ -662,12 +928,11 @@ def _upsample(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
             const float top = a[ch] + (b[ch] - a[ch]) * wx, bot = c[ch] + (d[ch] - c[ch]) * wx;
             yp[ch] = top + (bot - top) * wy;
         }}"""
-    return _spatial_loop(
-        prefix, node, x, body, f"bilinear upsampling {tuple(p['size'])}", libm=True
-    )
+    how = f"bilinear upsampling {tuple(p['size'])}"
+    return _spatial_loop(prefix, node, x, body, how, libm=True, row=row)
 
 
-def _pad_or_crop(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _pad_or_crop(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     rank = len(x) - 1
     if node.op == "pad":
         los = [0] * (3 - rank) + [lo for lo, _ in node.params["pads"]]
@@ -677,10 +942,10 @@ def _pad_or_crop(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
             f"        if ({inside}) memset(yp, 0, sizeof(float) * C);\n"
             f"        else memcpy(yp, {_xp(*src)}, sizeof(float) * C);"
         )
-        return _spatial_loop(prefix, node, x, body, "zero padding")
+        return _spatial_loop(prefix, node, x, body, "zero padding", row=row)
     los = [0] * (3 - rank) + [lo for lo, _ in node.params["crops"]]
     body = f"        memcpy(yp, {_xp(*(f'o{a} + {los[a]}' for a in range(3)))}, sizeof(float) * C);"
-    return _spatial_loop(prefix, node, x, body, "cropping")
+    return _spatial_loop(prefix, node, x, body, "cropping", row=row)
 
 
 def _global_pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
@@ -699,7 +964,7 @@ def _global_pool(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     return Step(code, f"{prefix}(x0, y);", how=f"global {node.params['kind']} pooling", libm=is_max)
 
 
-def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     p = node.params
     rank = len(x) - 1
     block, los = _pad3(p["block"]), [0] * (3 - rank) + list(p["pads"])
@@ -714,52 +979,87 @@ def _space_to_depth(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
             if ({outside}) memset(dst, 0, sizeof(float) * C);
             else memcpy(dst, {_xp("i0", "i1", "i2")}, sizeof(float) * C);
         }}"""
-    step = _spatial_loop(prefix, node, x, body, f"space-to-depth by {tuple(p['block'])}")
-    # the loop's pixel pointer steps by the output's channels (block * C)
-    step.code = step.code.replace(
-        "float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * C;",
-        f"float *yp = y + (((ptrdiff_t)o0 * O1 + o1) * O2 + o2) * {node.shape[-1]};",
-    )
+    return _spatial_loop(prefix, node, x, body, f"space-to-depth by {tuple(p['block'])}", row=row)
+
+
+def step_source(
+    prefix: str,
+    node: Node,
+    shapes: list[tuple[int, ...]],
+    style: str = "fast",
+    tasks: str = "",
+    row: int = 0,
+    copied: Sequence[int] | None = None,
+) -> Step:
+    """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
+    ``prefix``.  ``style`` (:data:`tconv.kernels.STYLES`) is the kernel of the steps run as
+    transposed convolutions (transposed, stride-1 and dense layers); every other op has one
+    form.  ``tasks`` (a layer's export: its C name) adds the fast style's task entry points
+    ``tasks_task_count``/``tasks_tasks_with_weights`` to a transposed convolution
+    (:func:`tconv.kernels.emit.tasks_source`).  ``row`` > 0: store the output's pixels ``row``
+    floats apart (a slice of a concatenation, :func:`tconv.graph.planner.row_writer` ops);
+    ``copied``: the inputs a concatenation copies.  Raises ``ValueError`` naming the layer for
+    what the C export cannot do."""
+    step = _step(prefix, node, shapes, style, tasks, row, copied)
+    if row:
+        step.how += f"; stores its pixels {row} floats apart, into a concatenation's slice"
     return step
 
 
-def step_source(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
-    """The C of ``node`` (one item; ``shapes``: its inputs' item shapes), functions prefixed
-    ``prefix``.  Raises ``ValueError`` naming the layer for what the C export cannot do."""
+def _step(
+    prefix: str,
+    node: Node,
+    shapes: list[tuple[int, ...]],
+    style: str,
+    tasks: str,
+    row: int,
+    copied: Sequence[int] | None,
+) -> Step:
     op = node.op
     x = shapes[0] if shapes else ()
+    emit.check_style(style)
     if op == "conv_transpose":
-        return _conv_transpose(prefix, node, x)
+        return _conv_transpose(prefix, node, x, style, tasks, row)
     if op == "dense":
-        return _dense(prefix, node, x)
+        return _dense(prefix, node, x, style, row)
     if op == "conv":
         if node.weights["kernel"].shape[-2] == 1 and node.params["groups"] == x[-1] > 1:
-            return _depthwise(prefix, node, x)
+            return _depthwise(prefix, node, x, row)
+        if style == "fast" and _few(node, x):
+            return _few_filters(prefix, node, x, row)
         if all(s == 1 for s in node.params["strides"]):
-            return _conv_as_transpose(prefix, node, x)
-        return _direct_conv(prefix, node, x)
+            return _conv_as_transpose(prefix, node, x, style, row)
+        return _direct_conv(prefix, node, x, row)
+    if op == "concat":
+        return _concat(prefix, node, shapes, row, copied)
+    if op == "pool":
+        return _pool(prefix, node, x, row)
+    if op == "batch_norm":
+        return _batch_norm(prefix, node, x, row)
+    if op == "upsample":
+        return _upsample(prefix, node, x, row)
+    if op in ("pad", "crop"):
+        return _pad_or_crop(prefix, node, x, row)
+    if op == "space_to_depth":
+        return _space_to_depth(prefix, node, x, row)
+    step = _plain(prefix, node, shapes)
+    return _rows_apart(step, node, row) if row else step
+
+
+def _plain(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
+    """The ops whose C is one loop over the item's elements (or rows)."""
+    op = node.op
+    x = shapes[0] if shapes else ()
     if op in ("activation", "relu", "leaky_relu", "elu", "prelu", "rescale"):
         return _unary(prefix, node, x)
-    if op == "batch_norm":
-        return _batch_norm(prefix, node, x)
     if op == "layer_norm":
         return _layer_norm(prefix, node, x)
     if op == "softmax":
         return _softmax(prefix, node, x)
     if op in ("add", "subtract", "multiply", "average", "maximum", "minimum"):
         return _merge(prefix, node, shapes)
-    if op == "concat":
-        return _concat(prefix, node, shapes)
     if op == "transpose":
         return _transpose(prefix, node, x)
-    if op == "pool":
-        return _pool(prefix, node, x)
-    if op == "upsample":
-        return _upsample(prefix, node, x)
-    if op in ("pad", "crop"):
-        return _pad_or_crop(prefix, node, x)
     if op == "global_pool":
         return _global_pool(prefix, node, x)
-    if op == "space_to_depth":
-        return _space_to_depth(prefix, node, x)
     raise ValueError(f"layer {node.layer!r} ({node.layer_class}): op {op!r} has no C export")

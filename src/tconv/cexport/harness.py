@@ -11,10 +11,19 @@ def harness_helpers(p: str, read: str | None = None) -> str:
     return _FAIL.format(p=p) + (_READ.format(p=p) if read is None else read) + _NOW_CMP.format(p=p)
 
 
-def harness_main(p: str) -> str:
+def harness_main(p: str, canary: bool = False) -> str:
     """A harness's ``main``: ``[--bench R] [--dir D]`` into ``p_check(dir, bench)`` (left out
-    under ``-DTCONV_NO_MAIN``, for drivers that include several harnesses)."""
-    return _MAIN.format(p=p)
+    under ``-DTCONV_NO_MAIN``, for drivers that include several harnesses); with ``canary``
+    also ``[--canary]``, which calls ``p_check_run(dir, bench, 1)`` instead."""
+    if not canary:
+        return _MAIN.format(p=p, decl="", flag="", usage="", call=f"{p}_check(dir, bench)")
+    return _MAIN.format(
+        p=p,
+        decl=", canary = 0",
+        flag='        else if (strcmp(argv[a], "--canary") == 0) canary = 1;\n',
+        usage=" [--canary]",
+        call=f"canary ? {p}_check_run(dir, bench, 1) : {p}_check(dir, bench)",
+    )
 
 
 _MAIN = """\
@@ -22,16 +31,16 @@ _MAIN = """\
 int main(int argc, char **argv)
 {{
     const char *dir = ".";
-    int bench = 0, a;
+    int bench = 0{decl}, a;
     for (a = 1; a < argc; ++a) {{
         if (strcmp(argv[a], "--bench") == 0 && a + 1 < argc) bench = atoi(argv[++a]);
         else if (strcmp(argv[a], "--dir") == 0 && a + 1 < argc) dir = argv[++a];
-        else {{
-            fprintf(stderr, "usage: %s [--bench R] [--dir D]\\n", argv[0]);
+{flag}        else {{
+            fprintf(stderr, "usage: %s [--bench R] [--dir D]{usage}\\n", argv[0]);
             return 2;
         }}
     }}
-    return {p}_check(dir, bench);
+    return {call};
 }}
 #endif
 """

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..kernels.spec import check_name
 from ..quant import QuantizedTransposeConv
-from .project import prepare_dir
+from .files import prepare_dir
 from .quantized import quantized_input, worst_case_inputs
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..kernels import cactivations
-from .project import prepare_dir
+from .files import prepare_dir
 
 _HEADER = """\
 /* tconv runtime: transposed convolution for any geometry (C99, no allocation, no globals).

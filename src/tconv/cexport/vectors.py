@@ -17,7 +17,8 @@ import numpy as np
 
 from ..kernels.emit import c_floats
 from ..layer import TransposedConv
-from .project import expected_output, prepare_dir
+from .files import prepare_dir
+from .project import expected_output
 from .spec import from_layer
 
 Case = tuple[str, TransposedConv, np.ndarray]

@@ -23,7 +23,8 @@ and runs the test ($CC, cc, gcc or clang) and compares with Keras when it is ins
 `tconv export-c MODEL --out DIR` (a Keras file, no --layer) writes the whole model: one call
 per layer, every intermediate in one arena planned by liveness (NAME_ARENA_BYTES); --verify
 prints a per-layer table against tconv's NumPy model and Keras; --input x.npy (or .npz, one
-array per input) gives the test vectors."""
+array per input) gives the test vectors.  --style and --weights-file work for a whole model
+too (a layer is exported as the one-node case of the model export)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,7 +18,8 @@ def _load(path: str) -> Any:
 
 
 def export_c(args: argparse.Namespace) -> int:
-    """``tconv export-c MODEL --out DIR [--verify]``: the whole model as one C project."""
+    """``tconv export-c MODEL --out DIR [--style S] [--weights-file] [--verify]``: the whole
+    model as one C project."""
     from ..cexport.model import (
         build_export,
         export_model_c,
@@ -29,18 +30,17 @@ def export_c(args: argparse.Namespace) -> int:
     )
     from ..graph.planner import describe
 
-    if args.style != "fast" or args.weights_file:
-        raise ValueError(
-            "the whole-model export writes the fast style with inline weights: drop --style "
-            "and --weights-file, or export one layer with --layer NAME"
-        )
     model = _load(args.model)
     name = args.name or "model"
     test_input = None
     if args.input:
         test_input = model_inputs(model, args.input)
-    files = export_model_c(model, args.out, name=name, force=args.force, test_input=test_input)
-    ex = build_export(model.graph, name)
+    weights = "file" if args.weights_file else "inline"
+    files = export_model_c(
+        model, args.out, name=name, style=args.style, weights=weights, force=args.force,
+        test_input=test_input,
+    )  # fmt: skip
+    ex = build_export(model.graph, name, style=args.style, weights=weights)
     summary: dict[str, Any] = {
         "files": [str(f) for f in files],
         "name": name,

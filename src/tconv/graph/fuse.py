@@ -1,6 +1,8 @@
 """Export-time rewrites of a graph: strided convolutions as stride-1 ones on a space-to-depth
 input, BatchNormalization folded into the convolution or dense layer before it, element-wise
-activations fused into its store.
+activations fused into its store, and a per-pixel layer (a 1x1 convolution, a dense layer) or a
+merge that reads nearest upsamplings run before them (on fewer pixels; the same products, the
+same bits).
 
 :func:`fuse` returns a new graph computing the same values: a folded or fused node becomes an
 ``identity`` of the node it went into (so every node name still exists and the executor still
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..kernels import cactivations
 from ..layer import TransposedConv
-from .graph import Graph, Node
+from .graph import MERGES, Graph, Node
 
 PRODUCERS = ("conv", "dense", "conv_transpose")
 """Ops whose weights a BatchNormalization can be folded into and whose store can apply an
@@ -58,7 +60,8 @@ def _set_activation(node: Node, name: str) -> None:
 def _conv_transpose(
     op: TransposedConv, kernel: np.ndarray, bias: np.ndarray | None, activation: str
 ) -> TransposedConv:
-    """A channels-last transposed convolution like ``op`` with other weights or activation."""
+    """A transposed convolution like ``op`` (its data format too) with other weights or
+    activation."""
     new = TransposedConv(
         kernel,
         bias,
@@ -67,7 +70,7 @@ def _conv_transpose(
         op.crops,
         groups=op.groups,
         activation=activation,
-        data_format="channels_last",
+        data_format=op.data_format,
         kernel_layout=op.kernel_layout,
         framework=op.framework,
     )
@@ -177,6 +180,77 @@ def _rewrite_strided(graph: Graph) -> list[Node]:
     return nodes
 
 
+def _per_pixel(node: Node) -> bool:
+    """A layer whose output pixel depends only on the same input pixel: a dense layer, or a
+    convolution of kernel 1 and stride 1 with no padding."""
+    if node.op == "dense":
+        return True
+    p = node.params
+    return (
+        node.op == "conv"
+        and all(k == 1 for k in node.weights["kernel"].shape[:-2])
+        and all(s == 1 for s in p["strides"])
+        and all(lo == hi == 0 for lo, hi in p["pads"])
+    )
+
+
+def _upsample_after(nodes: list[Node], outputs: list[str]) -> list[Node]:
+    """``layer(upsample(x))`` -> ``upsample(layer(x))`` for a per-pixel layer reading a nearest
+    upsampling, and ``merge(upsample(a), upsample(b), ...)`` -> ``upsample(merge(a, b, ...))``
+    for a merge of equal upsamplings of equal shapes, when nothing else reads the upsamplings:
+    each output element is the same sum of the same products (or the same sum), computed once
+    per input pixel instead of once per copy.  The upsampling nodes disappear (nothing reads
+    them); the layer's name now holds the upsampled value."""
+    readers: dict[str, int] = {}
+    for n in nodes:
+        for source in n.inputs:
+            readers[source] = readers.get(source, 0) + 1
+    by_name = {n.name: n for n in nodes}
+    out: list[Node] = []
+    dropped: set[str] = set()
+    for node in nodes:
+        ups = [by_name[i] for i in node.inputs]
+        kind = _per_pixel(node) if len(ups) == 1 else node.op in MERGES
+        if not (
+            kind
+            and ups
+            and len(set(node.inputs)) == len(ups)
+            and all(
+                u.op == "upsample"
+                and u.params == ups[0].params
+                and u.params["interpolation"] == "nearest"
+                and by_name[u.inputs[0]].shape == by_name[ups[0].inputs[0]].shape
+                and readers.get(u.name) == 1
+                and u.name not in outputs
+                for u in ups
+            )
+        ):
+            out.append(node)
+            continue
+        small = (*by_name[ups[0].inputs[0]].shape[:-1], node.shape[-1])
+        inner = copy.copy(node)
+        inner.name = f"{node.name}/before_upsample"
+        inner.inputs = tuple(u.inputs[0] for u in ups)
+        inner.shape = small
+        names = ", ".join(f"'{u.layer}'" for u in ups)
+        what = f"the upsampling {names} moved after it (run on the {small[:-1]} pixels)"
+        inner.note = f"{node.note}; {what}" if node.note else what
+        moved = Node(
+            node.name,
+            "upsample",
+            (inner.name,),
+            dict(ups[0].params),
+            layer=node.layer,
+            layer_class=node.layer_class,
+            shape=node.shape,
+            note=f"the upsampling {names} of the output of '{inner.name}'",
+        )
+        dropped.update(u.name for u in ups)
+        by_name[inner.name], by_name[moved.name] = inner, moved
+        out += [inner, moved]
+    return [n for n in out if n.name not in dropped]
+
+
 def fuse(graph: Graph) -> Graph:
     """The graph with strided convolutions rewritten, BatchNormalization folds and activation
     fusions applied (a copy).
@@ -212,6 +286,8 @@ def fuse(graph: Graph) -> Graph:
         if source is None or _activation_of(source) != "linear":
             continue
         if node.op == "batch_norm" and node.params["axis"] == len(node.shape) - 1:
+            if source.op == "conv_transpose" and source.params["op"].channels_first:
+                continue  # the last axis is spatial there
             _fold(source, node)
             what = f"{node.layer_class} '{node.layer}' folded into the weights and bias"
         else:
@@ -231,4 +307,5 @@ def fuse(graph: Graph) -> Graph:
             note=f"computed by '{source.name}' ({what})",
         )
         by_name[node.name] = nodes[i]
+    nodes = _upsample_after(nodes, list(graph.outputs))
     return Graph(nodes, list(graph.inputs), list(graph.outputs), graph.name)

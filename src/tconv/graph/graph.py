@@ -2,8 +2,10 @@
 
 Every tensor is one batch of items, ``(N, *item)``; spatial data is channels-last
 ``(N, *spatial, C)`` (a front end turns a channels-first layer into transposes around the
-canonical op).  A node computes one tensor from the tensors of the nodes it names in
-``inputs``; graph inputs are nodes of op ``"input"``.  Ops and their ``params``/``weights``:
+canonical op; only the one-node graph of a layer, :meth:`Graph.of_layer`, keeps a
+channels-first layer's layout).  A node computes one tensor from the tensors of the nodes it
+names in ``inputs``; graph inputs are nodes of op ``"input"``.  Ops and their
+``params``/``weights``:
 
 =================== ============================================================================
 ``input``           ``index``: position among the graph inputs
@@ -11,8 +13,10 @@ canonical op).  A node computes one tensor from the tensors of the nodes it name
 ``dense``           ``kernel (in, units)``, ``bias``; ``activation`` — on the last axis
 ``conv``            ``kernel (*k, in/groups, out)``, ``bias``; ``strides``, ``dilation``,
                     ``pads`` ``[(lo, hi)]`` per axis (zeros), ``groups``, ``activation``
-``conv_transpose``  ``op``: a :class:`tconv.layer.TransposedConv` (channels_last, with its
-                    weights, bias and activation)
+``conv_transpose``  ``op``: a :class:`tconv.layer.TransposedConv` (with its weights, bias and
+                    activation); channels_last, except in the one-node graph of a
+                    channels-first layer (:meth:`Graph.of_layer`), whose input and output
+                    items keep the layer's ``(C, *spatial)`` layout
 ``batch_norm``      ``mean``, ``variance``, ``gamma``/``beta`` (optional); ``axis``, ``epsilon``
 ``layer_norm``      ``gamma``/``beta`` (optional); ``axes``, ``epsilon``, ``rms_scaling``
 ``activation``      ``name`` (a Keras activation name, :mod:`tconv.activations`)
@@ -38,11 +42,13 @@ Axes in ``params`` count the item's axes (no batch axis).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..layer import TransposedConv
 
 OPS = (
     "input",
@@ -167,6 +173,81 @@ class Graph:
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
 
+    @classmethod
+    def of_layer(
+        cls, layer: TransposedConv, input_shape: Sequence[int] | None = None, name: str = ""
+    ) -> Graph:
+        """The one-node graph of a transposed convolution: an ``input`` node named ``"input"``
+        of one item ``input_shape`` (no batch axis, the layer's layout; the layer's own input
+        shape when None) and a ``conv_transpose`` node holding ``layer``, named ``name`` (the
+        layer's ``name`` when it has one, else — and instead of ``"input"`` —
+        ``"conv_transpose"``), which is the output; the graph has the node's name.
+
+        A channels-first layer (PyTorch, ONNX) keeps its ``(C, *spatial)`` layout in both
+        items: the C kernels and the executor run it natively, so no transposes are added.
+        Raises ``TypeError`` for anything but a tconv layer and ``ValueError`` (see
+        :func:`layer_item_shape`) for shapes the layer cannot take.
+        """
+        shape = layer_item_shape(layer, input_shape)
+        node_name = name or str(getattr(layer, "name", "") or "conv_transpose")
+        if node_name == "input":
+            node_name = "conv_transpose"
+        g = layer.geometry(layer.spatial_shape((1, *shape)))
+        axes = "; ".join(
+            f"{n}: kernel {a.kernel} stride {a.stride} dilation {a.dilation} crop "
+            f"({a.crop_start}, {a.crop_end})"
+            for n, a in zip("dhw"[3 - g.rank :], g.axes, strict=True)
+        )
+        x = Node("input", "input", (), {"shape": shape, "index": 0}, shape=shape)
+        conv = Node(
+            node_name,
+            "conv_transpose",
+            ("input",),
+            {"op": layer},
+            layer=node_name,
+            layer_class=type(layer).__name__,
+            note="channels_first: run in the layer's (C, *spatial) layout"
+            if layer.channels_first
+            else "",
+            detail=f"{g.in_channels} -> {g.out_channels} channels, {g.groups} group(s); "
+            f"{axes}; activation {layer.activation}",
+        )
+        conv.shape = output_shape(conv, [shape])
+        return cls([x, conv], ["input"], [node_name], name=node_name)
+
+
+def layer_item_shape(layer: TransposedConv, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+    """One input item of ``layer`` (no batch axis, the layer's layout): ``input_shape``, or the
+    layer's own input shape when None, checked to have every dimension and to give a
+    non-empty output.  ``TypeError`` for anything but a tconv layer, ``ValueError`` naming the
+    shape and the rule otherwise."""
+    if not isinstance(layer, TransposedConv):
+        raise TypeError(
+            f"layer must be a tconv TransposedConv (e.g. tconv.keras.Conv2DTranspose), got "
+            f"{type(layer).__name__}"
+        )
+    shape = layer.input_shape if input_shape is None else tuple(input_shape)
+    if shape is None:
+        raise ValueError(
+            "input_shape is required: the layer does not know its input shape; pass the "
+            "shape of one input item without the batch axis, e.g. input_shape=(8, 8, 1024)"
+        )
+    if any(v is None for v in shape):
+        raise ValueError(
+            f"input_shape={tuple(shape)} has unknown dimensions; C needs fixed sizes: pass "
+            "input_shape with every dimension, e.g. input_shape=(8, 8, 1024)"
+        )
+    shape = tuple(int(v) for v in shape)
+    geometry = layer.geometry(layer.spatial_shape((1, *shape)))
+    if any(a.size < 1 for a in geometry.axes):
+        raise ValueError(f"input_shape={shape} has an empty spatial axis; nothing to export")
+    if any(a.out < 1 for a in geometry.axes):
+        raise ValueError(
+            f"input_shape={shape} gives the empty output shape {geometry.out_shape}; "
+            "nothing to export"
+        )
+    return shape
+
 
 def macs(node: Node, shapes: dict[str, tuple[int, ...]]) -> int:
     """Multiply-adds of one item through ``node`` (``shapes``: node name -> item shape)."""
@@ -177,7 +258,7 @@ def macs(node: Node, shapes: dict[str, tuple[int, ...]]) -> int:
         return math.prod(node.shape) * math.prod(kernel.shape[:-1])
     if node.op == "conv_transpose":
         op = node.params["op"]
-        return int(op.geometry(shapes[node.inputs[0]][:-1]).macs())
+        return int(op.geometry(op.spatial_shape((1, *shapes[node.inputs[0]]))).macs())
     return 0
 
 

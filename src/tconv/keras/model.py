@@ -370,16 +370,28 @@ class _Builder:
                 f"inputs but is called on {len(inputs)}"
             )
         pending: list[tuple[dict[str, Any], str | None, int, list[TensorRef]]] = []
+        input_names = [r[0] for r in input_refs]
+        input_items: dict[str, dict[str, Any]] = {}
         for item, item_group in zip(layers, entry_groups(entry, group), strict=True):
             name = str((item.get("config") or {}).get("name") or item.get("name"))
             if item.get("class_name") == "InputLayer":
-                index = [r[0] for r in input_refs].index(name) if inputs is not None else -1
-                tensors[(name, 0, 0)] = (
-                    inputs[index] if inputs is not None else self.input(item, chain)
-                )
+                input_items[name] = item
                 continue
             for call, node in enumerate(item.get("inbound_nodes") or []):
                 pending.append((item, item_group, call, _node_refs(node)))
+        # the model's inputs in the order of its config's input_layers (Keras' model.inputs),
+        # whatever the order of the layers
+        for name in input_names if input_refs else list(input_items):
+            if name not in input_items:
+                raise ValueError(
+                    f"{self.file.path}: model {config.get('name')!r}: input {name!r} is not "
+                    "one of its InputLayers"
+                )
+            tensors[(name, 0, 0)] = (
+                inputs[input_names.index(name)]
+                if inputs is not None
+                else self.input(input_items[name], chain)
+            )
         while pending:
             ready = [p for p in pending if all(r in tensors for r in p[3])]
             if not ready:

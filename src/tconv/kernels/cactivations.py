@@ -65,7 +65,7 @@ static void P_{name}_{kind}(float *y, ptrdiff_t rows, int len{param})
         float top = row[0], sum = 0.0f;
         int k;
         for (k = 1; k < len; ++k) top = {at} > top ? {at} : top;
-        for (k = 0; k < len; ++k) sum += expf({at} - top);
+        for (k = 0; k < len; ++k) {total};
         for (k = 0; k < len; ++k) {body};
     }}
 }}
@@ -84,9 +84,20 @@ _ROW_KINDS = {
         "start": "(r / inner) * len * inner + r % inner",
         "at": "row[k * inner]",
     },
+    "spread": {  # the caller defines P_start(r) and P_at(k)
+        "what": "axes that are not neighbours: lane `r` starts at P_start(r), its value\n * `k` "
+        "is P_at(k) further.",
+        "param": "",
+        "start": "P_start(r)",
+        "at": "row[P_at(k)]",
+    },
+}
+_ROW_SUM = {  # softmax keeps each exp (one expf per value), log_softmax only their sum
+    "softmax": "{ row[k] = expf(row[k] - top); sum += row[k]; }",
+    "log_softmax": "sum += expf(row[k] - top)",
 }
 _ROW_BODY = {
-    "softmax": "row[k] = expf(row[k] - top) / sum",
+    "softmax": "row[k] = row[k] / sum",
     "log_softmax": "row[k] = (row[k] - top) - logf(sum)",
 }
 
@@ -116,12 +127,16 @@ def _helper_code(names: list[str], prefix: str) -> str:
 
 
 def row_pass(activation: str, prefix: str, kind: str = "rows") -> str:
-    """``prefix_ACTIVATION_rows(y, rows, len)`` (contiguous rows) or, for ``kind="lanes"``,
+    """``prefix_ACTIVATION_rows(y, rows, len)`` (contiguous rows); for ``kind="lanes"``
     ``prefix_ACTIVATION_lanes(y, rows, len, inner)`` (the axis has stride ``inner``; ``rows``
-    counts outer x inner lanes), in place over ``y``."""
+    counts outer x inner lanes); for ``kind="spread"`` ``prefix_ACTIVATION_spread(y, rows,
+    len)`` over the offsets of ``prefix_start``/``prefix_at`` (defined by the caller).  In place
+    over ``y``."""
     k = _ROW_KINDS[kind]
     body = _ROW_BODY[activation].replace("row[k]", k["at"])
-    return _ROWS.format(name=activation, kind=kind, body=body, **k).replace("P_", f"{prefix}_")
+    total = _ROW_SUM[activation].replace("row[k]", k["at"])
+    code = _ROWS.format(name=activation, kind=kind, body=body, total=total, **k)
+    return code.replace("P_", f"{prefix}_")
 
 
 def definitions(activation: str, prefix: str) -> str:

@@ -59,6 +59,9 @@ class Spec:
     channels_first: bool
     framework: str
     kernel_layout: str
+    out_row: int = 0
+    """Channels-last only: floats between consecutive output pixels when the output is a slice
+    of a wider tensor (a model's concatenation); 0: ``out_channels`` (contiguous)."""
 
     def __post_init__(self) -> None:
         for what, count in (("input", self.in_count), ("output", self.out_count)):
