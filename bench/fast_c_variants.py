@@ -1,0 +1,123 @@
+"""What limits a suite case's fast C: the generated C and variants of it that each remove one
+cost, timed interleaved with the same-FLOP 1-thread OpenBLAS matmul in one process.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/fast_c_variants.py unet_k3
+    env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell python bench/fast_c_variants.py \\
+        vol3d_k3 --flags "-O3 -mavx2 -mfma -ffp-contract=fast"
+
+Variants (text edits of the generated C; wrong results on purpose, except ``as_is``):
+
+- ``hot_y``: outputs stored into a 16 Ki-float window that stays in cache;
+- ``hot_x``: every register block reads the same input rows (in L1);
+- ``hot_w``: every register block reads the same weights (the layer's first taps);
+- ``no_block``: the micro-kernel call removed (the per-block set-up, zeroing and stores).
+
+Prints GFLOP/s and the ratio to the bound (best of ``--rounds`` x ``--calls``). The method of
+the "Closing the 1-thread gaps" table in docs/targets.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from tconv import benchmark
+from tconv.cexport.spec import from_layer
+from tconv.kernels import emit
+
+NAME = "tconv_layer"
+BLOCK = re.escape(f"if (taps > 0) {NAME}_block(taps, CIN_G, xp, XS_CH, wp, &acc[0][0]);")
+VARIANTS: dict[str, list[tuple[str, str]]] = {
+    "as_is": [],
+    "hot_y": [(r"float \*yo = yn \+ yoff\[m\];", "float *yo = yn + (yoff[m] & 16383);")],
+    "hot_x": [
+        (r"xt\[m\] = inside \? [^;]*;", f"xt[m] = inside ? xg + (ptrdiff_t)m * XS2 : {NAME}_zeros;")
+    ],
+    "hot_w": [
+        (
+            re.escape("wp[taps++] = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;"),
+            "wp[taps] = w + (ptrdiff_t)taps * CIN_G * NR; ++taps;",
+        )
+    ],
+    "no_block": [(BLOCK, "(void)xp; (void)wp;")],
+}
+
+
+def variant(source: str, name: str) -> str:
+    """``source`` with the edits (regular expressions) of variant ``name``; ValueError if the
+    C no longer matches."""
+    for pattern, new in VARIANTS[name]:
+        source, count = re.subn(pattern, lambda _, new=new: new, source)
+        if count == 0:
+            raise ValueError(f"variant {name}: the generated C has no {pattern!r} any more")
+    return source
+
+
+def best(call: Callable[[], object], calls: int) -> float:
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("case", choices=[c.name for c in benchmark.SUITE])
+    parser.add_argument("--flags", default="-O3 -march=native -ffp-contract=fast")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--calls", type=int, default=10)
+    args = parser.parse_args()
+    case = next(c for c in benchmark.SUITE if c.name == args.case)
+    rng = np.random.default_rng(0)
+    layer = case.layer(rng)
+    x = case.input(rng)
+    spec = from_layer(layer, x.shape[1:], NAME)
+    blob = emit.weight_blob(spec, "fast")
+    expected = layer(x, "reference")
+    folder = Path(tempfile.mkdtemp(prefix="tconv-variants-"))
+    (folder / f"{NAME}.h").write_text(emit.header_source(spec, "file", blob.size))
+    source = emit.library_source(spec, "fast", "file")
+    fp = ctypes.POINTER(ctypes.c_float)
+    runs = []
+    for name in args.variants.split(","):
+        (folder / f"{name}.c").write_text(variant(source, name))
+        lib = folder / f"{name}.so"
+        cmd = ["gcc", *args.flags.split(), "-std=c99", "-fPIC", "-shared", "-o", str(lib)]
+        subprocess.run([*cmd, str(folder / f"{name}.c"), "-lm"], check=True)
+        fn = getattr(ctypes.CDLL(str(lib)), f"{NAME}_with_weights")
+        y = np.empty_like(expected)
+        call_args = (blob.ctypes.data_as(fp), x.ctypes.data_as(fp), y.ctypes.data_as(fp), 1)
+        fn(*call_args)
+        runs.append((name, fn, call_args, float(np.max(np.abs(y - expected)))))
+    taps = int(np.prod(case.kernel))
+    rows = case.batch * int(np.prod(case.spatial))
+    a = rng.standard_normal((rows, case.in_channels), dtype=np.float32)
+    b = rng.standard_normal((case.in_channels, taps * case.filters), dtype=np.float32)
+    flops = 2 * rows * taps * case.in_channels * case.filters  # the bench's bound FLOPs
+    bound, times = np.inf, [np.inf] * len(runs)
+    for _ in range(args.rounds):
+        with threadpool_limits(1):
+            bound = min(bound, best(lambda: a @ b, args.calls))
+        for i, (_, fn, call_args, _) in enumerate(runs):
+            times[i] = min(times[i], best(lambda: fn(*call_args), args.calls))  # noqa: B023
+    print(f"{case.name} [{args.flags}]: bound {flops / bound / 1e9:.1f} GFLOP/s (1 thread)")
+    for (name, _, _, error), t in zip(runs, times, strict=True):
+        print(
+            f"  {name:9s} {flops / t / 1e9:7.1f} GFLOP/s  x bound {bound / t:.3f}  err {error:.1e}"
+        )
+
+
+if __name__ == "__main__":
+    main()
