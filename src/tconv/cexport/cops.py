@@ -150,18 +150,29 @@ def _conv_transpose(
 # --- direct strided convolution ----------------------------------------------------------
 
 
-def _direct_conv(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
-    """``y[o, f] = act(b[f] + sum_taps sum_c x[o*s + t*d - lo, g*CG + c] * w[t, c, f])``."""
+def _window_step(
+    prefix: str,
+    node: Node,
+    x: tuple[int, ...],
+    row: int,
+    *,
+    comment: str,
+    enums: str,
+    ints: str,
+    body: str,
+    how: str,
+) -> Step:
+    """A forward convolution as one loop over the output pixels (OpenMP) and, per pixel, a walk
+    over the taps inside the image: ``xp`` is the input pixel a tap reads (``CIN`` floats),
+    ``wp`` the tap's weights (``CING * COUT``), ``body`` adds them into ``acc[COUT]``, which is
+    stored (bias, activation) ``ROW`` floats apart.  ``enums``/``ints``: the caller's own
+    constants and loop variables."""
     p = node.params
     kernel = node.weights["kernel"]  # (*k, cin_g, cout)
     rank = kernel.ndim - 2
     cin_g, cout = kernel.shape[-2:]
-    groups = p["groups"]
-    cout_g = cout // groups
     ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
-    ks = _pad3(kernel.shape[:-2])
-    ss = _pad3(p["strides"])
-    ds = _pad3(p["dilation"])
+    ks, ss, ds = _pad3(kernel.shape[:-2]), _pad3(p["strides"]), _pad3(p["dilation"])
     los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
     bias = node.weights.get("bias")
     act = p["activation"]
@@ -172,13 +183,12 @@ def _direct_conv(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> S
         defs += cactivations.definitions(act, prefix)
     init = "W[KCOUNT + f]" if bias is not None else "0.0f"
     code = f"""{defs}
-/* Direct convolution, stride {tuple(p["strides"])}: per output pixel, the taps inside the
- * image, each input channel broadcast against a contiguous row of COUT weights. */
+/* {comment} */
 static void {prefix}(const float *W, const float *x, float *y)
 {{
     enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
            O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, CIN = {x[-1]},
-           CING = {cin_g}, COUT = {cout}, COUTG = {cout_g}, G = {groups},
+           CING = {cin_g}, COUT = {cout}, {enums},
            ROW = {row or cout}, KCOUNT = {kernel.size} }};
     const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
     const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
@@ -188,8 +198,8 @@ static void {prefix}(const float *W, const float *x, float *y)
 #endif
     for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
         const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
-        float acc[COUT];
-        int f, a, b, c, g, k;
+        float acc[COUT]; /* not in y: the compiler need not fear that y overlaps x or W */
+        int f, a, b, c, {ints};
         for (f = 0; f < COUT; ++f) acc[f] = {init};
         for (a = 0; a < K0; ++a) {{
             const int i0 = o0 * s0 + a * d0 - p0;
@@ -203,13 +213,7 @@ static void {prefix}(const float *W, const float *x, float *y)
                     if (i2 < 0 || i2 >= I2) continue;
                     xp = x + (((ptrdiff_t)i0 * I1 + i1) * I2 + i2) * CIN;
                     wp = W + (ptrdiff_t)((a * K1 + b) * K2 + c) * CING * COUT;
-                    for (g = 0; g < G; ++g)
-                        for (k = 0; k < CING; ++k) {{
-                            const float v = xp[g * CING + k];
-                            const float *wr = wp + (ptrdiff_t)k * COUT + g * COUTG;
-                            float *ar = acc + g * COUTG;
-                            for (f = 0; f < COUTG; ++f) ar[f] += v * wr[f];
-                        }}
+{body}
                 }}
             }}
         }}
@@ -221,10 +225,32 @@ static void {prefix}(const float *W, const float *x, float *y)
     if rowwise:
         call += f" {prefix}_{act}_rows(y, {math.prod(node.shape[:-1])}, {cout});"
     parts = [kernel.reshape(-1)] + ([bias.reshape(-1)] if bias is not None else [])
-    how = "direct strided convolution (vectorized over output channels)"
     return Step(
         code, call, np.concatenate(parts).astype(np.float32), how, cactivations.needs_libm(act)
     )
+
+
+def _direct_conv(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
+    """``y[o, f] = act(b[f] + sum_taps sum_c x[o*s + t*d - lo, g*CG + c] * w[t, c, f])``."""
+    groups = node.params["groups"]
+    body = """\
+                    for (g = 0; g < G; ++g)
+                        for (k = 0; k < CING; ++k) {
+                            const float v = xp[g * CING + k];
+                            const float *wr = wp + (ptrdiff_t)k * COUT + g * COUTG;
+                            float *ar = acc + g * COUTG;
+                            for (f = 0; f < COUTG; ++f) ar[f] += v * wr[f];
+                        }"""
+    return _window_step(
+        prefix, node, x, row,
+        comment=f"Direct convolution, stride {tuple(node.params['strides'])}: per output pixel, "
+        "the taps inside the\n * image, each input channel broadcast against a contiguous row "
+        "of COUT weights.",
+        enums=f"COUTG = {node.weights['kernel'].shape[-1] // groups}, G = {groups}",
+        ints="g, k",
+        body=body,
+        how="direct strided convolution (vectorized over output channels)",
+    )  # fmt: skip
 
 
 SMALL_COUT = 4
@@ -365,77 +391,24 @@ def _depthwise(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Ste
     """One group per input channel (``DepthwiseConv``, a separable convolution's first step):
     ``y[o, c*M + m] = act(b + sum_taps x[o*s + t*d - lo, c] * w[t, c*M + m])``, the channel
     loop innermost and contiguous, so that it vectorizes."""
-    p = node.params
-    kernel = node.weights["kernel"]  # (*k, 1, C*M)
-    rank = kernel.ndim - 2
-    cout = kernel.shape[-1]
-    channels = x[-1]
-    mult = cout // channels
-    ins, outs = _pad3(x[:-1]), _pad3(node.shape[:-1])
-    ks, ss, ds = _pad3(kernel.shape[:-2]), _pad3(p["strides"]), _pad3(p["dilation"])
-    los = [0] * (3 - rank) + [lo for lo, _ in p["pads"]]
-    bias = node.weights.get("bias")
-    act = p["activation"]
-    rowwise = cactivations.is_rowwise(act)
-    store = cactivations.store_expr("linear" if rowwise else act, prefix, "acc[f]")
-    defs = cactivations.definitions("linear" if rowwise else act, prefix)
-    if rowwise:
-        defs += cactivations.definitions(act, prefix)
-    init = "W[KCOUNT + f]" if bias is not None else "0.0f"
-    work = math.prod(outs) * cout * math.prod(ks)
-    code = f"""{defs}
-/* Depthwise convolution: per output pixel, each tap inside the image adds x[pixel, c] *
- * w[tap, c*M + m] over the contiguous channels (M = {mult} per input channel). */
-static void {prefix}(const float *W, const float *x, float *y)
-{{
-    enum {{ I0 = {ins[0]}, I1 = {ins[1]}, I2 = {ins[2]}, O0 = {outs[0]}, O1 = {outs[1]},
-           O2 = {outs[2]}, K0 = {ks[0]}, K1 = {ks[1]}, K2 = {ks[2]}, C = {channels},
-           M = {mult}, COUT = {cout}, ROW = {row or cout}, KCOUNT = {kernel.size} }};
-    const int s0 = {ss[0]}, s1 = {ss[1]}, s2 = {ss[2]}, d0 = {ds[0]}, d1 = {ds[1]}, d2 = {ds[2]};
-    const int p0 = {los[0]}, p1 = {los[1]}, p2 = {los[2]};
-    long o;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if({work} > 1000000L)
-#endif
-    for (o = 0; o < (long)O0 * O1 * O2; ++o) {{
-        const int o0 = (int)(o / ((long)O1 * O2)), o1 = (int)(o / O2 % O1), o2 = (int)(o % O2);
-        float *yp = y + o * ROW;
-        float acc[COUT]; /* not in y: the compiler need not fear that y overlaps x or W */
-        int f, a, b, c, ch, m;
-        for (f = 0; f < COUT; ++f) acc[f] = {init};
-        for (a = 0; a < K0; ++a) {{
-            const int i0 = o0 * s0 + a * d0 - p0;
-            if (i0 < 0 || i0 >= I0) continue;
-            for (b = 0; b < K1; ++b) {{
-                const int i1 = o1 * s1 + b * d1 - p1;
-                if (i1 < 0 || i1 >= I1) continue;
-                for (c = 0; c < K2; ++c) {{
-                    const int i2 = o2 * s2 + c * d2 - p2;
-                    const float *xp, *wp;
-                    if (i2 < 0 || i2 >= I2) continue;
-                    xp = x + (((ptrdiff_t)i0 * I1 + i1) * I2 + i2) * C;
-                    wp = W + (ptrdiff_t)((a * K1 + b) * K2 + c) * COUT;
-                    if (M == 1) {{
-                        for (ch = 0; ch < C; ++ch) acc[ch] += xp[ch] * wp[ch];
-                    }} else {{
-                        for (ch = 0; ch < C; ++ch)
+    mult = node.weights["kernel"].shape[-1] // x[-1]
+    body = """\
+                    if (M == 1) {
+                        for (ch = 0; ch < CIN; ++ch) acc[ch] += xp[ch] * wp[ch];
+                    } else {
+                        for (ch = 0; ch < CIN; ++ch)
                             for (m = 0; m < M; ++m) acc[ch * M + m] += xp[ch] * wp[ch * M + m];
-                    }}
-                }}
-            }}
-        }}
-        for (f = 0; f < COUT; ++f) yp[f] = {store};
-    }}
-}}
-"""
-    call = f"{prefix}(W, x0, y);"
-    if rowwise:
-        call += f" {prefix}_{act}_rows(y, {math.prod(node.shape[:-1])}, {cout});"
-    parts = [kernel.reshape(-1)] + ([bias.reshape(-1)] if bias is not None else [])
-    how = "depthwise convolution (vectorized over the channels)"
-    return Step(
-        code, call, np.concatenate(parts).astype(np.float32), how, cactivations.needs_libm(act)
-    )
+                    }"""
+    return _window_step(
+        prefix, node, x, row,
+        comment="Depthwise convolution: per output pixel, each tap inside the image adds "
+        f"x[pixel, c] *\n * w[tap, c*M + m] over the contiguous channels (M = {mult} per input "
+        "channel).",
+        enums=f"M = {mult}",
+        ints="ch, m",
+        body=body,
+        how="depthwise convolution (vectorized over the channels)",
+    )  # fmt: skip
 
 
 # --- element-wise ------------------------------------------------------------------------
