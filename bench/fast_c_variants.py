@@ -87,8 +87,8 @@ def main() -> None:
     blob = emit.weight_blob(spec, "fast")
     expected = layer(x, "reference")
     folder = Path(tempfile.mkdtemp(prefix="tconv-variants-"))
-    (folder / f"{NAME}.h").write_text(emit.header_source(spec, "file", blob.size))
-    source = emit.library_source(spec, "fast", "file")
+    (folder / f"{NAME}.h").write_text(emit.header_source(spec, blob.size))
+    source = emit.library_source(spec, "fast")
     fp = ctypes.POINTER(ctypes.c_float)
     runs = []
     for name in args.variants.split(","):

@@ -93,8 +93,8 @@ def test_gnu_build_prefetches_the_outputs(cc: str, tmp_path: Path) -> None:
     found = {}
     for n, (layer, shape) in enumerate(_layers()[:3]):
         spec = cexport.spec.from_layer(layer, shape, f"p{n}")
-        (tmp_path / f"p{n}.h").write_text(emit.header_source(spec, "file", 1))
-        (tmp_path / f"p{n}.c").write_text(emit.library_source(spec, "fast", "file"))
+        (tmp_path / f"p{n}.h").write_text(emit.header_source(spec, 1))
+        (tmp_path / f"p{n}.c").write_text(emit.library_source(spec, "fast"))
         cmd = [cc, "-O2", "-mavx2", "-mfma", "-mprfchw", "-S", "-o", "-", f"p{n}.c"]
         asm = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
         found[spec.channels_first] = re.findall(r"\bprefetchw\b", asm)

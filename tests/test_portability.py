@@ -181,8 +181,8 @@ def test_register_blocks_stay_in_registers(cc: str, flags: list[str], tmp_path: 
     for n, (kernel, cin, cout, opts, spatial) in enumerate(SUITE_LIKE):
         layer = make_layer(kernel, cin, cout, seed=n, **opts)
         spec = cexport.spec.from_layer(layer, item_shape(layer, spatial), f"s{n}")
-        (tmp_path / f"s{n}.h").write_text(emit.header_source(spec, "file", 1))
-        (tmp_path / f"s{n}.c").write_text(emit.library_source(spec, "fast", "file"))
+        (tmp_path / f"s{n}.h").write_text(emit.header_source(spec, 1))
+        (tmp_path / f"s{n}.c").write_text(emit.library_source(spec, "fast"))
         cmd = [cc, "-O3", *flags, "-ffp-contract=fast", "-S", "-o", "-", f"s{n}.c"]
         asm = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
         fmas = re.findall(r"vfmadd\w+ps\s+([^\n]*)", asm)

@@ -265,8 +265,8 @@ def build_spec(
     compiler = find_compiler(cc)
     flags = [*cflags, *(["-fopenmp"] if openmp else [])]
     sources = {
-        f"{name}.h": emit.header_source(spec, "file", blob.size),
-        f"{name}.c": emit.library_source(spec, style, "file"),
+        f"{name}.h": emit.header_source(spec, blob.size),
+        f"{name}.c": emit.library_source(spec, style),
         "tconv_threads.c": _THREADS_C,
     }
     key = hashlib.sha256(repr((sorted(sources.items()), compiler, flags)).encode()).hexdigest()[:20]
