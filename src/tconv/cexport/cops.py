@@ -549,8 +549,13 @@ class _Lanes:
     start: str
     at: str
     code: str = ""
-    args: str = ""
     inner: int = 1
+
+    @property
+    def args(self) -> str:
+        """The row pass's arguments after ``y``."""
+        tail = f", {self.inner}" if self.kind == "lanes" else ""
+        return f"{self.rows}, {self.length}{tail}"
 
 
 def _offset_function(name: str, sizes: list[int], strides: list[int], var: str) -> str:
@@ -576,19 +581,14 @@ def _lanes(prefix: str, node: Node, axes: Sequence[int]) -> _Lanes:
     if axes == list(range(first, stop)):
         inner = math.prod(shape[stop:])
         if inner == 1:
-            return _Lanes("rows", rows, length, "r * LEN", "k", args=f"{rows}, {length}")
-        return _Lanes(
-            "lanes", rows, length, "(r / IN) * LEN * IN + r % IN", "k * IN",
-            args=f"{rows}, {length}, {inner}", inner=inner,
-        )  # fmt: skip
+            return _Lanes("rows", rows, length, "r * LEN", "k")
+        return _Lanes("lanes", rows, length, "(r / IN) * LEN * IN + r % IN", "k * IN", inner=inner)
     strides = [math.prod(shape[a + 1 :]) for a in range(len(shape))]
     kept = [a for a in range(len(shape)) if a not in axes]
     code = _offset_function(
         f"{prefix}_start", [shape[a] for a in kept], [strides[a] for a in kept], "r"
     ) + _offset_function(f"{prefix}_at", [shape[a] for a in axes], [strides[a] for a in axes], "k")
-    return _Lanes(
-        "spread", rows, length, f"{prefix}_start(r)", f"{prefix}_at(k)", code, f"{rows}, {length}"
-    )
+    return _Lanes("spread", rows, length, f"{prefix}_start(r)", f"{prefix}_at(k)", code)
 
 
 def _softmax(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
