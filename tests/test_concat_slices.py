@@ -45,6 +45,10 @@ WRITERS = {
     "inner": "concat",
     "o_tconv": "conv_transpose",
     "o_relu": "relu",
+    "prelu": "prelu",
+    "rescale": "rescale",
+    "permute": "transpose",
+    "one": "add",
 }
 """Layer -> op of every producer that must write its slice."""
 COPIED = ("image", "shared", "soft", "twice")
@@ -80,6 +84,10 @@ def _model(keras):
             [L.Conv2D(3, 1, name="b1")(x), L.GlobalAveragePooling2D(keepdims=True)(x)]
         ),
         L.Concatenate(name="inner")([L.Conv2D(2, 1, name="i1")(x), L.Conv2D(3, 1, name="i2")(x)]),
+        L.PReLU(name="prelu")(L.Conv2D(2, 1, name="p0")(x)),
+        L.Rescaling(0.5, offset=0.25, name="rescale")(L.Conv2D(2, 1, name="r0")(x)),
+        L.Permute((2, 1, 3), name="permute")(L.Conv2D(2, 1, name="t0")(x)),
+        L.Add(name="one")([L.Conv2D(1, 1, name="u1")(x), L.Conv2D(1, 1, name="u2")(x)]),
         x,  # a graph input: copied
         shared,  # read by other layers too: copied
         L.Conv2D(2, 1, activation="softmax", name="soft")(x),  # rows need contiguity: copied

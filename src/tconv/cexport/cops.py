@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -419,7 +419,7 @@ _UNARY = {
 }
 
 
-def _unary(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _unary(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     p, op = node.params, node.op
     count = node.size
     weights = np.zeros(0, np.float32)
@@ -458,10 +458,16 @@ def _unary(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
         libm = op == "elu"
     elif op == "prelu":
         alpha = np.broadcast_to(node.weights["alpha"], node.shape).reshape(-1)
+        loop = _item_loop(
+            node,
+            row,
+            lambda y: (
+                f"const float v = x[i];\n        y[{y}] = (v > 0.0f ? v : 0.0f) - W[i] * "
+                "(-v > 0.0f ? -v : 0.0f);"
+            ),
+        )
         return Step(
-            f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n"
-            f"    long i;\n    for (i = 0; i < {count}; ++i) {{\n        const float v = x[i];\n"
-            f"        y[i] = (v > 0.0f ? v : 0.0f) - W[i] * (-v > 0.0f ? -v : 0.0f);\n    }}\n}}\n",
+            f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n{loop}}}\n",
             f"{prefix}(W, x0, y);",
             alpha.astype(np.float32),
             "PReLU, alpha per element",
@@ -469,28 +475,39 @@ def _unary(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     elif op == "rescale":
         scale = np.broadcast_to(p["scale"], node.shape).reshape(-1)
         offset = np.broadcast_to(p["offset"], node.shape).reshape(-1)
+        loop = _item_loop(node, row, lambda y: f"y[{y}] = x[i] * W[i] + W[{count} + i];")
         return Step(
-            f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n"
-            f"    long i;\n    for (i = 0; i < {count}; ++i)\n"
-            f"        y[i] = x[i] * W[i] + W[{count} + i];\n}}\n",
+            f"static void {prefix}(const float *W, const float *x, float *y)\n{{\n{loop}}}\n",
             f"{prefix}(W, x0, y);",
             np.concatenate([scale, offset]).astype(np.float32),
             "x * scale + offset",
         )
     else:  # pragma: no cover - step_source dispatches only the ops above here
         raise ValueError(op)
-    step = _loop(prefix, count, expr, f"{op} element by element")
+    step = _loop(prefix, node, row, expr, f"{op} element by element")
     step.code = extra + step.code
     step.libm = step.libm or libm
     return step
 
 
-def _loop(prefix: str, count: int, expr: str, how: str) -> Step:
-    code = (
-        f"static void {prefix}(const float *x, float *y)\n{{\n    long i;\n"
-        f"    for (i = 0; i < {count}; ++i) {{\n        const float v = x[i];\n"
-        f"        y[i] = {expr};\n    }}\n}}\n"
+def _item_loop(node: Node, row: int, body: Callable[[str], str]) -> str:
+    """C that visits the item's elements in order, ``long i`` the flat index; ``body(Y)`` is
+    the statement for element ``i``, storing to ``y[Y]``: ``Y`` is ``i``, or, with the output's
+    pixels ``row`` floats apart (a concatenation's channel slice), ``i`` plus the gaps of the
+    pixels before."""
+    count, channels = node.size, node.shape[-1]
+    if not row:
+        return f"    long i;\n    for (i = 0; i < {count}; ++i) {{\n        {body('i')}\n    }}\n"
+    return (
+        f"    long px, i;\n    for (px = 0; px < {count // channels}; ++px)\n"
+        f"        for (i = px * {channels}; i < (px + 1) * {channels}; ++i) {{\n"
+        f"            {body(f'i + px * {row - channels}')}\n        }}\n"
     )
+
+
+def _loop(prefix: str, node: Node, row: int, expr: str, how: str) -> Step:
+    loop = _item_loop(node, row, lambda y: f"const float v = x[i];\n        y[{y}] = {expr};")
+    code = f"static void {prefix}(const float *x, float *y)\n{{\n{loop}}}\n"
     return Step(code, f"{prefix}(x0, y);", how=how, libm="expm1f" in expr)
 
 
@@ -646,7 +663,7 @@ def _layer_norm(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
 
 
 def _broadcast_loops(
-    out: tuple[int, ...], shapes: list[tuple[int, ...]]
+    out: tuple[int, ...], shapes: list[tuple[int, ...]], split_last: bool = False
 ) -> tuple[list[int], list[list[int]]]:
     """The output of a broadcasting merge as few nested loops: ``(sizes, strides)``, one size
     per loop and per input one stride per loop (0 where the input is broadcast).
@@ -654,7 +671,8 @@ def _broadcast_loops(
     Input shapes are right-aligned with the output (Keras expands a lower-rank input at axis 1
     of the batch, i.e. puts 1s in front of its item).  Axes of size 1 go, and neighbouring axes
     on which every input is broadcast alike merge into one loop: inputs of the output's shape
-    make one loop over the whole item.
+    make one loop over the whole item.  ``split_last``: the last axis (if not of size 1) is a
+    loop of its own.
     """
     padded = [(1,) * (len(out) - len(s)) + tuple(s) for s in shapes]
     sizes: list[int] = []
@@ -663,7 +681,7 @@ def _broadcast_loops(
         if n == 1:
             continue
         kind = tuple(p[axis] == n for p in padded)  # True: the input runs along this axis
-        if kinds and kinds[-1] == kind:
+        if kinds and kinds[-1] == kind and not (split_last and axis == len(out) - 1):
             sizes[-1] *= n
         else:
             sizes.append(n)
@@ -680,10 +698,12 @@ def _broadcast_loops(
     return sizes, strides
 
 
-def _merge(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
-    """``add`` ... ``minimum`` of inputs that equal the output's shape or broadcast to it."""
+def _merge(prefix: str, node: Node, shapes: list[tuple[int, ...]], row: int = 0) -> Step:
+    """``add`` ... ``minimum`` of inputs that equal the output's shape or broadcast to it;
+    with ``row``, the output's pixels are stored ``row`` floats apart."""
     n = len(shapes)
-    sizes, strides = _broadcast_loops(node.shape, shapes)
+    channels = node.shape[-1]
+    sizes, strides = _broadcast_loops(node.shape, shapes, split_last=bool(row))
     depth = len(sizes)
     index = [
         " + ".join(f"i{a} * {st}" if st != 1 else f"i{a}" for a, st in enumerate(own) if st) or "0"
@@ -706,6 +726,13 @@ def _merge(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
             expr = f"({t} {cmp} {expr} ? {t} : {expr})"
     out_index = " + ".join(f"i{a} * {math.prod(sizes[a + 1 :])}" for a in range(depth - 1))
     out_index = f"{out_index} + i{depth - 1}" if out_index else f"i{depth - 1}"
+    if row and channels == 1:  # one float a pixel: the flat index counts pixels
+        out_index = f"({out_index}) * {row}"
+    elif row:  # the last loop runs over the channels (split_last)
+        pixel = " + ".join(
+            f"i{a} * {math.prod(sizes[a + 1 : depth - 1])}" for a in range(depth - 1)
+        )
+        out_index = f"({pixel or '0'}) * {row} + i{depth - 1}"
     loops = "".join(
         f"{'    ' * (a + 1)}for (i{a} = 0; i{a} < {sizes[a]}; ++i{a})\n" for a in range(depth)
     )
@@ -765,34 +792,7 @@ def _concat(
     return Step(code, call, how=how + ")")
 
 
-def _rows_apart(step: Step, node: Node, row: int) -> Step:
-    """``step``'s loop storing ``y[E]`` (``E`` the flat index of the item) storing each pixel's
-    channels ``row`` floats after the pixel before: a loop over the whole item becomes one
-    over pixels and one over their channels; any other becomes ``y[E / C * row + E % C]``."""
-    channels = node.shape[-1]
-    stores = re.findall(r"\by\[([^\]]+)\] = ", step.code)
-    if len(stores) != 1:
-        raise AssertionError(f"{node.name}: no single store to put {row} floats apart")
-    index = stores[0]
-    head = f"for ({index} = 0; {index} < {node.size}; ++{index})"
-    if re.fullmatch(r"\w+", index) and step.code.count(head) == 1:
-        step.code = (
-            step.code.replace(
-                head,
-                f"for (px = 0; px < {node.size // channels}; ++px)\n"
-                f"    for ({index} = px * {channels}; {index} < (px + 1) * {channels}; ++{index})",
-            )
-            .replace(f"y[{index}] = ", f"y[{index} + px * {row - channels}] = ")
-            .replace("    long ", "    long px, ", 1)
-        )
-    else:
-        step.code = step.code.replace(
-            f"y[{index}] = ", f"y[({index}) / {channels} * {row} + ({index}) % {channels}] = "
-        )
-    return step
-
-
-def _transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
+def _transpose(prefix: str, node: Node, x: tuple[int, ...], row: int = 0) -> Step:
     perm = node.params["perm"]
     rank = len(x)
     in_strides = [math.prod(x[a + 1 :]) for a in range(rank)]
@@ -800,10 +800,8 @@ def _transpose(prefix: str, node: Node, x: tuple[int, ...]) -> Step:
     idx = " + ".join(
         f"(i / {math.prod(out[a + 1 :])} % {out[a]}) * {in_strides[perm[a]]}" for a in range(rank)
     )
-    code = (
-        f"static void {prefix}(const float *x, float *y)\n{{\n    long i;\n"
-        f"    for (i = 0; i < {node.size}; ++i) y[i] = x[{idx}];\n}}\n"
-    )
+    loop = _item_loop(node, row, lambda y: f"y[{y}] = x[{idx}];")
+    code = f"static void {prefix}(const float *x, float *y)\n{{\n{loop}}}\n"
     return Step(code, f"{prefix}(x0, y);", how=f"transpose of the item axes {tuple(perm)}")
 
 
@@ -1015,24 +1013,24 @@ def _step(
         return _pad_or_crop(prefix, node, x, row)
     if op == "space_to_depth":
         return _space_to_depth(prefix, node, x, row)
-    step = _plain(prefix, node, shapes)
-    return _rows_apart(step, node, row) if row else step
+    return _plain(prefix, node, shapes, row)
 
 
-def _plain(prefix: str, node: Node, shapes: list[tuple[int, ...]]) -> Step:
-    """The ops whose C is one loop over the item's elements (or rows)."""
+def _plain(prefix: str, node: Node, shapes: list[tuple[int, ...]], row: int = 0) -> Step:
+    """The ops whose C is one loop over the item's elements (or rows); ``row``: the output's
+    pixels that many floats apart (the element-wise ops, merges and transposes)."""
     op = node.op
     x = shapes[0] if shapes else ()
     if op in ("activation", "relu", "leaky_relu", "elu", "prelu", "rescale"):
-        return _unary(prefix, node, x)
+        return _unary(prefix, node, x, row)
     if op == "layer_norm":
         return _layer_norm(prefix, node, x)
     if op == "softmax":
         return _softmax(prefix, node, x)
     if op in ("add", "subtract", "multiply", "average", "maximum", "minimum"):
-        return _merge(prefix, node, shapes)
+        return _merge(prefix, node, shapes, row)
     if op == "transpose":
-        return _transpose(prefix, node, x)
+        return _transpose(prefix, node, x, row)
     if op == "global_pool":
         return _global_pool(prefix, node, x)
     raise ValueError(f"layer {node.layer!r} ({node.layer_class}): op {op!r} has no C export")
