@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import functools
 import hashlib
-import itertools
 import math
 import os
 import re
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cactivations, emit, microkernel
+from . import cactivations, emit, microkernel, pool
 from .spec import Spec
 
 STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic")
@@ -133,8 +131,11 @@ class CompiledLayer:
     ``(N, *output_shape)`` float32.  ``out=`` reuses an output array (for timing).
     """
 
-    def __init__(self, spec: Spec, style: str, library: Path, weights: np.ndarray) -> None:
+    def __init__(
+        self, spec: Spec, style: str, library: Path, weights: np.ndarray, compiler: str
+    ) -> None:
         self.spec = spec
+        self.compiler = compiler
         self.style = style
         self.path = library
         self.geometry = spec.geometry
@@ -169,13 +170,14 @@ class CompiledLayer:
         return out
 
     def shared(self, x: np.ndarray, threads: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Like calling the layer, with the work shared by the calling thread and up to
-        ``threads - 1`` Python threads, each running parts of the call (the fast style's
-        tasks, in chunks of about ``2**22`` multiply-adds or more) through ctypes, which
-        releases the GIL.  A thread that did not get a core before the work was done is not
-        waited for (an OpenMP call waits for all its threads at the end).  Same result, bit
-        for bit.  A plain call for other styles, row-wise activations, calls of fewer than
-        :data:`~tconv.kernels.emit.PARALLEL_MACS` multiply-adds, or one thread."""
+        """Like calling the layer, with the work shared by the calling thread and the
+        process's ``threads - 1`` C worker threads (:mod:`tconv.kernels.pool`, built with
+        this layer's compiler), each running chunks of the fast style's tasks (about
+        ``2**22`` multiply-adds or more) without the GIL.  A worker that did not get a core
+        before the chunks ran out is not waited for (an OpenMP call waits for all its threads
+        at the end).  Same result, bit for bit.  A plain call for other styles, row-wise
+        activations, calls of fewer than :data:`~tconv.kernels.emit.PARALLEL_MACS`
+        multiply-adds, or one thread."""
         macs = self.geometry.macs(np.shape(x)[0]) if np.ndim(x) else 0
         rowwise = cactivations.is_rowwise(self.spec.activation)
         if self._tasks is None or rowwise or threads < 2 or macs < emit.PARALLEL_MACS:
@@ -185,28 +187,11 @@ class CompiledLayer:
         total = int(count(x.shape[0]))
         chunks = min(total, max(threads, min(8 * threads, macs >> 22)))
         bounds = [total * k // chunks for k in range(chunks + 1)]
-        fp = ctypes.POINTER(ctypes.c_float)
-        args = (
-            self._weights.ctypes.data_as(fp),
-            x.ctypes.data_as(fp),
-            out.ctypes.data_as(fp),
-            x.shape[0],
-        )
-        todo = itertools.count()
-        codes: list[int] = []
-
-        def work() -> None:
-            while (i := next(todo)) < chunks:  # next() on a count is atomic under the GIL
-                codes.append(run(*args, bounds[i], bounds[i + 1]))
-
-        pool = _helpers(threads - 1, os.getpid())
-        helpers = [pool.submit(work) for _ in range(threads - 1)]
-        work()
-        for helper in helpers:
-            if not helper.cancel():  # it started: it may hold a chunk
-                helper.result()
-        if any(codes):
-            raise RuntimeError(f"{self.spec.name} returned error codes {sorted(set(codes))}")
+        workers = thread_pool(self.compiler, str(self.path.parent.parent))
+        args = (self._weights.ctypes.data, x.ctypes.data, out.ctypes.data, x.shape[0])
+        code = workers.run(ctypes.cast(run, ctypes.c_void_p).value or 0, args, bounds, threads)
+        if code:
+            raise RuntimeError(f"{self.spec.name} returned error code {code}")
         return out
 
     def _arrays(self, x: np.ndarray, out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -223,13 +208,6 @@ class CompiledLayer:
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
         return x, out
-
-
-@functools.cache
-def _helpers(threads: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
-    """The helper threads of :meth:`CompiledLayer.shared`, per process (``pid``: a forked child
-    has none of its parent's threads)."""
-    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="tconv-c")
 
 
 def aligned_empty(shape: Sequence[int], align: int = 64) -> np.ndarray:
@@ -269,18 +247,34 @@ def build_spec(
         f"{name}.c": emit.library_source(spec, style),
         "tconv_threads.c": _THREADS_C,
     }
-    key = hashlib.sha256(repr((sorted(sources.items()), compiler, flags)).encode()).hexdigest()[:20]
+    library = _cached_library(sources, f"lib{name}.so", compiler, flags, cache_dir)
+    return CompiledLayer(spec, style, library, blob, compiler)
+
+
+def _cached_library(
+    sources: dict[str, str],
+    filename: str,
+    compiler: str,
+    flags: Sequence[str],
+    cache_dir: str | Path | None,
+) -> Path:
+    """The shared library ``filename`` built from ``sources`` (file name -> text; the ``.c``
+    ones are compiled) with ``compiler`` and ``flags``, under a hash of all three in
+    ``cache_dir`` (a fresh temporary folder when None); built only when it is not there.
+    Processes building the same library at once each build in a folder of their own and the
+    first to finish renames it into place."""
+    key = hashlib.sha256(repr((sorted(sources.items()), compiler, list(flags))).encode())
     base = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="tconv-"))
-    folder = base / key
-    library = folder / f"lib{name}.so"
+    folder = base / key.hexdigest()[:20]
+    library = folder / filename
     if not library.exists():
         base.mkdir(parents=True, exist_ok=True)
-        build = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=base))
+        build = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=base))
         for fname, text in sources.items():
             (build / fname).write_text(text)
         sources_c = [f for f in sources if f.endswith(".c")]
         try:
-            compile_c(sources_c, library.name, cc=compiler, cflags=flags, shared=True, cwd=build)
+            compile_c(sources_c, filename, cc=compiler, cflags=flags, shared=True, cwd=build)
         except RuntimeError:
             shutil.rmtree(build, ignore_errors=True)
             raise
@@ -288,4 +282,16 @@ def build_spec(
             build.rename(folder)
         except OSError:  # another process built it first
             shutil.rmtree(build, ignore_errors=True)
-    return CompiledLayer(spec, style, library, blob)
+    return library
+
+
+@functools.lru_cache(maxsize=4)
+def thread_pool(compiler: str, cache_dir: str | None) -> pool.Pool:
+    """The process's C worker pool (:mod:`tconv.kernels.pool`), built with ``compiler`` the
+    first time (cached in ``cache_dir`` like a layer) and loaded once.  Raises
+    ``RuntimeError`` when the compiler fails."""
+    flags = ("-O2", "-pthread", *STRICT_FLAGS)
+    library = _cached_library(
+        {"tconv_pool.c": pool.SOURCE}, "libtconv_pool.so", compiler, flags, cache_dir
+    )
+    return pool.Pool(library)
