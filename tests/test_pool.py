@@ -102,6 +102,6 @@ def test_a_chunks_error_code_comes_back(
     _, run = lib._tasks
     task = ctypes.cast(run, ctypes.c_void_p).value or 0
     args = (lib._weights.ctypes.data, x.ctypes.data, out.ctypes.data, -1)  # batch -1: code -1
-    assert _pool(lib).run(task, args, [0, 5, 9, 12], 2) == -1
-    with pytest.raises(ValueError, match="chunks must be in 1"):
-        _pool(lib).run(task, args, [0], 2)
+    assert _pool(lib).run(task, args, 12, 2) == -1
+    with pytest.raises(ValueError, match="tasks must be at least 1, got 0"):
+        _pool(lib).run(task, args, 0, 2)

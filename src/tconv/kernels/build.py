@@ -172,8 +172,8 @@ class CompiledLayer:
     def shared(self, x: np.ndarray, threads: int, out: np.ndarray | None = None) -> np.ndarray:
         """Like calling the layer, with the work shared by the calling thread and the
         process's ``threads - 1`` C worker threads (:mod:`tconv.kernels.pool`, built with
-        this layer's compiler), each running chunks of the fast style's tasks (about
-        ``2**22`` multiply-adds or more) without the GIL.  A worker that did not get a core
+        this layer's compiler), each taking the fast style's tasks one at a time (as OpenMP's
+        ``schedule(dynamic, 1)``) without the GIL.  A worker that did not get a core
         before the chunks ran out is not waited for (an OpenMP call waits for all its threads
         at the end).  Same result, bit for bit.  A plain call for other styles, row-wise
         activations, calls of fewer than :data:`~tconv.kernels.emit.PARALLEL_MACS`
@@ -185,11 +185,9 @@ class CompiledLayer:
         x, out = self._arrays(x, out)
         count, run = self._tasks
         total = int(count(x.shape[0]))
-        chunks = min(total, max(threads, min(8 * threads, macs >> 22)))
-        bounds = [total * k // chunks for k in range(chunks + 1)]
         workers = thread_pool(self.compiler, str(self.path.parent.parent))
         args = (self._weights.ctypes.data, x.ctypes.data, out.ctypes.data, x.shape[0])
-        code = workers.run(ctypes.cast(run, ctypes.c_void_p).value or 0, args, bounds, threads)
+        code = workers.run(ctypes.cast(run, ctypes.c_void_p).value or 0, args, total, threads)
         if code:
             raise RuntimeError(f"{self.spec.name} returned error code {code}")
         return out

@@ -25,10 +25,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 SPIN_MICROSECONDS = 2000
 MAX_CHUNKS = (1 << 20) - 1024  # the chunk fields of the job word are 20 bits wide
@@ -51,7 +48,7 @@ static struct {
     const float *w, *x;
     float *y;
     int batch;
-    const long *bounds;
+    long tasks;
 } job;
 static uint64_t ticket;          /* generation << 40 | chunks << 20 | next chunk */
 static long done;                /* chunks of the current job finished */
@@ -85,7 +82,9 @@ static uint64_t take_chunks(void)
         long i = (long)(t & CHUNK_MASK), chunks = (long)((t >> CHUNK_BITS) & CHUNK_MASK);
         if (i >= chunks)
             return t >> GEN_SHIFT;
-        int rc = job.fn(job.w, job.x, job.y, job.batch, job.bounds[i], job.bounds[i + 1]);
+        long first = (long)((long long)job.tasks * i / chunks);
+        long last = (long)((long long)job.tasks * (i + 1) / chunks);
+        int rc = job.fn(job.w, job.x, job.y, job.batch, first, last);
         if (rc != 0) {
             int none = 0;
             __atomic_compare_exchange_n(&failed, &none, rc, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
@@ -147,20 +146,20 @@ int tconv_pool_start(int threads, long spin_us)
     return workers;
 }
 
-/* Run chunks [bounds[i], bounds[i + 1]) for i < chunks of fn's tasks on this thread and the
-   workers; 0, or the first non-zero code a chunk returned.  One call at a time: the caller
-   holds a lock (the GIL is released around it). */
+/* Run fn's tasks 0 .. tasks-1 in `chunks` near-equal ranges on this thread and the workers;
+   0, or the first non-zero code a chunk returned.  One call at a time: the caller holds a
+   lock (the GIL is released around it). */
 int tconv_pool_run(tconv_task_fn fn, const float *w, const float *x, float *y, int batch,
-                   const long *bounds, long chunks);
+                   long tasks, long chunks);
 int tconv_pool_run(tconv_task_fn fn, const float *w, const float *x, float *y, int batch,
-                   const long *bounds, long chunks)
+                   long tasks, long chunks)
 {
     job.fn = fn;
     job.w = w;
     job.x = x;
     job.y = y;
     job.batch = batch;
-    job.bounds = bounds;
+    job.tasks = tasks;
     __atomic_store_n(&done, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&failed, 0, __ATOMIC_RELAXED);
     uint64_t gen = (__atomic_load_n(&ticket, __ATOMIC_RELAXED) >> GEN_SHIFT) + 1;
@@ -187,28 +186,21 @@ class Pool:
         self._lib.tconv_pool_start.restype = ctypes.c_int
         vp = ctypes.c_void_p
         self._run = self._lib.tconv_pool_run
-        self._run.argtypes = [vp, vp, vp, vp, ctypes.c_int, vp, ctypes.c_long]
+        self._run.argtypes = [vp, vp, vp, vp, ctypes.c_int, ctypes.c_long, ctypes.c_long]
         self._run.restype = ctypes.c_int
         self._lock = threading.Lock()  # one job at a time
         spin = os.environ.get("TCONV_SPIN_US", "")
         self.spin_us = int(spin) if spin.strip().isdigit() else SPIN_MICROSECONDS
 
-    def run(
-        self,
-        task: int,
-        args: tuple[int, int, int, int],
-        bounds: Sequence[int],
-        threads: int,
-    ) -> int:
-        """Run the chunks ``[bounds[i], bounds[i + 1])`` of the task function at address
-        ``task`` (``int fn(const float *w, const float *x, float *y, int batch, long first,
-        long last)``) with ``args`` = (w, x, y addresses, batch) on the calling thread and
-        ``threads - 1`` workers: 0, or the first non-zero code a chunk returned."""
-        chunks = len(bounds) - 1
-        if not 0 < chunks <= MAX_CHUNKS:
-            raise ValueError(f"chunks must be in 1..{MAX_CHUNKS}, got {chunks}")
-        edges = np.asarray(bounds, dtype=np.dtype(ctypes.c_long))
+    def run(self, task: int, args: tuple[int, int, int, int], tasks: int, threads: int) -> int:
+        """Run tasks ``0 .. tasks - 1`` of the task function at address ``task`` (``int
+        fn(const float *w, const float *x, float *y, int batch, long first, long last)``),
+        with ``args`` = (w, x, y addresses, batch), on the calling thread and ``threads - 1``
+        workers, in chunks of one task (at most :data:`MAX_CHUNKS` chunks): 0, or the first
+        non-zero code a chunk returned."""
+        if tasks < 1:
+            raise ValueError(f"tasks must be at least 1, got {tasks}")
         with self._lock:
             self._lib.tconv_pool_start(threads, self.spin_us)
             w, x, y, batch = args
-            return int(self._run(task, w, x, y, batch, edges.ctypes.data, chunks))
+            return int(self._run(task, w, x, y, batch, tasks, min(tasks, MAX_CHUNKS)))
