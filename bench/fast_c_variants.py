@@ -12,7 +12,8 @@ Variants (text edits of the generated C; wrong results on purpose, except ``as_i
 - ``hot_w``: every register block reads the same weights (the layer's first taps);
 - ``no_block``: the micro-kernel call removed (the per-block set-up, zeroing and stores).
 
-Prints GFLOP/s and the ratio to the bound (best of ``--rounds`` x ``--calls``). The method of
+Prints GFLOP/s and the ratio to the bound: best of ``--rounds`` x ``--calls``, and the median
+over rounds of the ratio of each round's bests. The method of
 the "Closing the 1-thread gaps" table in docs/targets.md.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import re
+import statistics
 import subprocess
 import tempfile
 import time
@@ -35,20 +37,24 @@ from tconv.cexport.spec import from_layer
 from tconv.kernels import emit
 
 NAME = "tconv_layer"
-BLOCK = re.escape(f"if (taps > 0) {NAME}_block(taps, CIN_G, xp, XS_CH, wp, &acc[0][0]);")
+BLOCK = rf"{NAME}_block\(taps\[g\], kc, (xp\[g\]|xk), XS_CH, (wp\[g\]|wk), &acc\[g\]\[0\]\[0\]\);"
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "as_is": [],
-    "hot_y": [(r"float \*yo = yn \+ yoff\[m\];", "float *yo = yn + (yoff[m] & 16383);")],
+    "hot_y": [(r"float \*yo = yn \+ yoff\[g\]\[m\];", "float *yo = yn + (yoff[g][m] & 16383);")],
     "hot_x": [
         (r"xt\[m\] = inside \? [^;]*;", f"xt[m] = inside ? xg + (ptrdiff_t)m * XS2 : {NAME}_zeros;")
     ],
     "hot_w": [
         (
-            re.escape("wp[taps++] = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;"),
-            "wp[taps] = w + (ptrdiff_t)taps * CIN_G * NR; ++taps;",
+            re.escape("wp[ng][taps[ng]++] = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;"),
+            "wp[ng][taps[ng]] = w + (ptrdiff_t)taps[ng] * CIN_G * NR; ++taps[ng];",
         )
     ],
-    "no_block": [(BLOCK, "(void)xp; (void)wp;")],
+    "no_block": [(BLOCK, "(void)xk; (void)wk;")],
+    **{
+        f"kc{kc}_gb{gb}": [(r"#define KC \w+\n#define GB \d+", f"#define KC {kc}\n#define GB {gb}")]
+        for kc, gb in [(128, 12), (256, 1), (256, 12), (512, 12), (4096, 1)]
+    },
 }
 
 
@@ -98,7 +104,7 @@ def main() -> None:
         subprocess.run([*cmd, str(folder / f"{name}.c"), "-lm"], check=True)
         fn = getattr(ctypes.CDLL(str(lib)), f"{NAME}_with_weights")
         y = np.empty_like(expected)
-        call_args = (blob.ctypes.data_as(fp), x.ctypes.data_as(fp), y.ctypes.data_as(fp), 1)
+        call_args = (blob.ctypes.data_as(fp), x.ctypes.data_as(fp), y.ctypes.data_as(fp), len(x))
         fn(*call_args)
         runs.append((name, fn, call_args, float(np.max(np.abs(y - expected)))))
     taps = int(np.prod(case.kernel))
@@ -106,16 +112,22 @@ def main() -> None:
     a = rng.standard_normal((rows, case.in_channels), dtype=np.float32)
     b = rng.standard_normal((case.in_channels, taps * case.filters), dtype=np.float32)
     flops = 2 * rows * taps * case.in_channels * case.filters  # the bench's bound FLOPs
-    bound, times = np.inf, [np.inf] * len(runs)
+    bounds: list[float] = []
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(args.rounds):
         with threadpool_limits(1):
-            bound = min(bound, best(lambda: a @ b, args.calls))
+            bounds.append(best(lambda: a @ b, args.calls))
         for i, (_, fn, call_args, _) in enumerate(runs):
-            times[i] = min(times[i], best(lambda: fn(*call_args), args.calls))  # noqa: B023
-    print(f"{case.name} [{args.flags}]: bound {flops / bound / 1e9:.1f} GFLOP/s (1 thread)")
+            times[i].append(best(lambda: fn(*call_args), args.calls))  # noqa: B023
+    print(
+        f"{case.name} [{args.flags}]: bound {flops / min(bounds) / 1e9:.1f} GFLOP/s (1 thread; "
+        f"ratios: best of all rounds, and median over rounds of the round's best)"
+    )
     for (name, _, _, error), t in zip(runs, times, strict=True):
+        ratio = statistics.median(b / v for b, v in zip(bounds, t, strict=True))
         print(
-            f"  {name:9s} {flops / t / 1e9:7.1f} GFLOP/s  x bound {bound / t:.3f}  err {error:.1e}"
+            f"  {name:11s} {flops / min(t) / 1e9:7.1f} GFLOP/s  x bound {min(bounds) / min(t):.3f}"
+            f"  median {ratio:.3f}  err {error:.1e}"
         )
 
 

@@ -28,11 +28,12 @@ from test_export_c import (
 )
 
 from tconv import cexport
-from tconv.kernels import build, emit
+from tconv.kernels import build, emit, microkernel
 from tconv.layer import TransposedConv
 
 # Wider layers than the grid's: blocks of 32 and 16 filters (every vector branch), groups of 32,
-# channels first, phases of 40 and 63 outputs (MR 8, 12, ...) and a 1D kernel 16, stride 8.
+# channels first, phases of 40 and 63 outputs (MR 8, 12, ...), a 1D kernel 16, stride 8, and
+# channels passed in chunks (microkernel.CHANNEL_BLOCKS).
 WIDE: list[tuple[tuple[int, ...], int, int, dict, tuple[int, ...]]] = [
     ((3, 3), 8, 64, dict(strides=(2, 2), crops=[(1, 0), (1, 0)]), (7, 9)),
     ((3,), 5, 32, dict(strides=(2,), crops=[(1, 0)]), (40,)),
@@ -41,6 +42,9 @@ WIDE: list[tuple[tuple[int, ...], int, int, dict, tuple[int, ...]]] = [
     ((4, 4), 4, 64, dict(strides=(2, 2), groups=2, crops=[(1, 1), (1, 1)]), (5, 3)),
     ((16,), 6, 32, dict(strides=(8,), crops=[(4, 4)]), (9,)),
     ((3, 3), 7, 20, dict(strides=(1, 2), dilation=(2, 1), activation="relu"), (4, 6)),
+    # 600 channels: the AVX2 branch runs them 256 at a time (256, 256, 88) over groups of
+    # register blocks (15 blocks a phase: a group of 12 and one of 3)
+    ((3, 3), 600, 40, dict(strides=(2, 2), crops=[(1, 0), (1, 0)]), (9, 10)),
 ]
 
 
@@ -60,6 +64,9 @@ def test_wide_layers_cover_every_block() -> None:
         nrs.add(nr)
         mrs.add(mr["avx512"] if "avx512" in mr else mr["portable"])
     assert {16, 32} <= nrs and len(mrs) >= 3, (nrs, mrs)
+    chunked = [layer for layer, _ in wide_layers() if layer.kernel.shape[-1] > 384]
+    kc, gb = microkernel.channel_blocks(chunked[0].kernel.shape[-1])["avx2"]
+    assert kc < chunked[0].kernel.shape[-1] and gb > 1
 
 
 @pytest.fixture(scope="module")

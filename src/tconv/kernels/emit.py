@@ -408,9 +408,15 @@ def _fast(spec: Spec) -> tuple[str, str]:
         ("TAPS", math.prod(max(_phase_taps(a[1], a[2], a[3])) for a in axes)),
     ]
     defs, undefs = _defines(pairs)
+    chunks = microkernel.channel_blocks(g.in_per_group)
+    targets = {
+        t: [("MR", mr[t]), ("KC", chunks[t][0]), ("GB", chunks[t][1])]
+        for t in microkernel.NAMES
+        if t in mr
+    }
     zeros = f"{p}_zeros"
     bias = "    const float *bias = w + KERNEL_COUNT;\n" if spec.bias is not None else ""
-    store = _store(spec, "acc[m][j]")
+    store = _store(spec, "acc[g][m][j]")
     t = lambda name, a: f"{p}_{name}{a}"  # noqa: E731
     block = f"{p}_block"
     code = f"""{defs}
@@ -422,8 +428,9 @@ def _fast(spec: Spec) -> tuple[str, str]:
 #else
 #define PARALLEL_MACS {PARALLEL_MACS}L
 #endif
-/* MR: outputs per register block, for the target this is compiled for */
-{microkernel.rows_source("MR", nr, mr)}
+/* For the target this is compiled for: MR outputs per register block; KC channels per pass
+ * over GB register blocks (all of them in one pass over one block when KC = CIN_G) */
+{microkernel.target_source(nr, targets)}
 {microkernel.source(block, mr, nr)}
 /* Stands in for inputs outside the image, so that every register block has MR rows. */
 static const float {zeros}[(CIN_G - 1) * XS_CH + 1];
@@ -454,68 +461,90 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
         const float *xg = x + (ptrdiff_t)n * X_ITEM + (ptrdiff_t)grp * CIN_G * XS_CH;
         float *yn = y + (ptrdiff_t)n * Y_ITEM;
         const float *wb = w + (ptrdiff_t)(grp * NCOB + cob) * WBLOCK;
-        int r2, t;
+        int r2, t0;
         for (r2 = 0; r2 < S2; ++r2) {{
             const int n1 = {t("count", 1)}[r1], n2 = {t("count", 2)}[r2];
             const int total = {t("count", 0)}[r0] * n1 * n2; /* outputs of phase (r0, r1, r2) */
             const int blocks = (total + MR - 1) / MR; /* this part: blocks b0 .. b1-1 */
             const int b0 = (int)((long)blocks * part / PARTS);
             const int b1 = (int)((long)blocks * (part + 1) / PARTS);
-            for (t = b0 * MR; t < total && t < b1 * MR; t += MR) {{
-                /* a register block: the next MR outputs of this phase (across rows) */
-                const int mr = total - t < MR ? total - t : MR;
-                int q0[MR], q1[MR], q2[MR], a, b, c, m, j, taps = 0;
-                const float *xp[TAPS * MR], *wp[TAPS]; /* the phase's taps that reach the block */
-                ptrdiff_t yoff[MR];
-                float acc[MR][NR];
-                for (m = 0; m < MR; ++m) {{
-                    const int tm = t + (m < mr ? m : 0); /* rows past mr are never stored */
-                    const int u0 = tm / (n1 * n2), u1 = tm / n2 % n1, u2 = tm % n2;
-                    q0[m] = {t("qfirst", 0)}[r0] + u0;
-                    q1[m] = {t("qfirst", 1)}[r1] + u1;
-                    q2[m] = {t("qfirst", 2)}[r2] + u2;
-                    yoff[m] = (ptrdiff_t)({t("first", 0)}[r0] + S0 * u0) * YS0
-                        + (ptrdiff_t)({t("first", 1)}[r1] + S1 * u1) * YS1
-                        + (ptrdiff_t)({t("first", 2)}[r2] + S2 * u2) * YS2;
-                    for (j = 0; j < NR; ++j) acc[m][j] = 0.0f;
-                }}
-                for (a = {t("tap", 0)}[r0]; a < {t("tap", 0)}[r0 + 1]; ++a)
-                for (b = {t("tap", 1)}[r1]; b < {t("tap", 1)}[r1 + 1]; ++b)
-                for (c = {t("tap", 2)}[r2]; c < {t("tap", 2)}[r2 + 1]; ++c) {{
-                    const float **xt = xp + (ptrdiff_t)taps * MR;
-                    int live = 0;
+            for (t0 = b0 * MR; t0 < total && t0 < b1 * MR; t0 += GB * MR) {{
+                /* GB register blocks: the next GB * MR outputs of this phase (across rows) */
+                int q0[MR], q1[MR], q2[MR], a, b, c, m, j, g, ng, kb, taps[GB];
+                const float *xp[GB][TAPS * MR], *wp[GB][TAPS]; /* the taps that reach a block */
+                ptrdiff_t yoff[GB][MR];
+                int mrs[GB];
+                float acc[GB][MR][NR];
+                for (ng = 0; ng < GB && t0 + ng * MR < total && t0 + ng * MR < b1 * MR; ++ng) {{
+                    const int t = t0 + ng * MR;
+                    const int mr = total - t < MR ? total - t : MR;
+                    mrs[ng] = mr;
+                    taps[ng] = 0;
                     for (m = 0; m < MR; ++m) {{
-                        /* the input this tap reads for output m: i = q - m_tap per axis */
-                        const int i0 = q0[m] - {t("m", 0)}[a], i1 = q1[m] - {t("m", 1)}[b];
-                        const int i2 = q2[m] - {t("m", 2)}[c];
-                        const int inside = m < mr && i0 >= 0 && i0 < IN0 && i1 >= 0
-                            && i1 < IN1 && i2 >= 0 && i2 < IN2;
-                        xt[m] = inside ? xg + (ptrdiff_t)i0 * XS0 + (ptrdiff_t)i1 * XS1
-                                             + (ptrdiff_t)i2 * XS2
-                                       : {zeros};
-                        live += inside;
+                        const int tm = t + (m < mr ? m : 0); /* rows past mr are never stored */
+                        const int u0 = tm / (n1 * n2), u1 = tm / n2 % n1, u2 = tm % n2;
+                        q0[m] = {t("qfirst", 0)}[r0] + u0;
+                        q1[m] = {t("qfirst", 1)}[r1] + u1;
+                        q2[m] = {t("qfirst", 2)}[r2] + u2;
+                        yoff[ng][m] = (ptrdiff_t)({t("first", 0)}[r0] + S0 * u0) * YS0
+                            + (ptrdiff_t)({t("first", 1)}[r1] + S1 * u1) * YS1
+                            + (ptrdiff_t)({t("first", 2)}[r2] + S2 * u2) * YS2;
+                        for (j = 0; j < NR; ++j) acc[ng][m][j] = 0.0f;
                     }}
-                    if (live == 0) continue; /* this tap reaches none of the block */
-                    wp[taps++] = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;
-                }}
+                    for (a = {t("tap", 0)}[r0]; a < {t("tap", 0)}[r0 + 1]; ++a)
+                    for (b = {t("tap", 1)}[r1]; b < {t("tap", 1)}[r1 + 1]; ++b)
+                    for (c = {t("tap", 2)}[r2]; c < {t("tap", 2)}[r2 + 1]; ++c) {{
+                        const float **xt = xp[ng] + (ptrdiff_t)taps[ng] * MR;
+                        int live = 0;
+                        for (m = 0; m < MR; ++m) {{
+                            /* the input this tap reads for output m: i = q - m_tap per axis */
+                            const int i0 = q0[m] - {t("m", 0)}[a], i1 = q1[m] - {t("m", 1)}[b];
+                            const int i2 = q2[m] - {t("m", 2)}[c];
+                            const int inside = m < mr && i0 >= 0 && i0 < IN0 && i1 >= 0
+                                && i1 < IN1 && i2 >= 0 && i2 < IN2;
+                            xt[m] = inside ? xg + (ptrdiff_t)i0 * XS0 + (ptrdiff_t)i1 * XS1
+                                                 + (ptrdiff_t)i2 * XS2
+                                           : {zeros};
+                            live += inside;
+                        }}
+                        if (live == 0) continue; /* this tap reaches none of the block */
+                        wp[ng][taps[ng]++] = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;
+                    }}
 #if defined(__GNUC__)
-                /* ask for the block's output lines now: its products hide the wait for memory
-                 * (without, the stores after them stall on it: unet_k3 7-15 % slower) */
-                for (m = 0; m < mr; ++m) {{
-                    const float *yo = yn + yoff[m] + (ptrdiff_t)f0 * YS_CH;
-                    if (YS_CH == 1) {{ /* channels last: nf floats in a row */
-                        for (j = 0; j < nf; j += 16) __builtin_prefetch(yo + j, 1, 3);
-                        __builtin_prefetch(yo + nf - 1, 1, 3);
-                    }} else if (m == 0 || m == mr - 1) {{ /* channels first: rows share lines */
-                        for (j = 0; j < nf; ++j)
-                            __builtin_prefetch(yo + (ptrdiff_t)j * YS_CH, 1, 3);
+                    /* ask for the block's output lines now: its products hide the wait for
+                     * memory (without, the stores after them stall on it: unet_k3 7-15 %) */
+                    for (m = 0; m < mr; ++m) {{
+                        const float *yo = yn + yoff[ng][m] + (ptrdiff_t)f0 * YS_CH;
+                        if (YS_CH == 1) {{ /* channels last: nf floats in a row */
+                            for (j = 0; j < nf; j += 16) __builtin_prefetch(yo + j, 1, 3);
+                            __builtin_prefetch(yo + nf - 1, 1, 3);
+                        }} else if (m == 0 || m == mr - 1) {{ /* channels first: rows share lines */
+                            for (j = 0; j < nf; ++j)
+                                __builtin_prefetch(yo + (ptrdiff_t)j * YS_CH, 1, 3);
+                        }}
+                    }}
+#endif
+                }}
+                /* MR outputs x NR filters in registers over all the taps, one FMA a product;
+                 * KC channels at a time for all the blocks, so that they share the weights of
+                 * those channels while they are in the L2 cache */
+                for (kb = 0; kb < CIN_G; kb += KC) {{
+                    const int kc = CIN_G - kb < KC ? CIN_G - kb : KC;
+                    for (g = 0; g < ng; ++g) {{
+                        const float *xk[TAPS * MR], *wk[TAPS];
+                        if (taps[g] == 0) continue;
+                        if (kb == 0) {{
+                            {block}(taps[g], kc, xp[g], XS_CH, wp[g], &acc[g][0][0]);
+                            continue;
+                        }}
+                        for (j = 0; j < taps[g] * MR; ++j) xk[j] = xp[g][j] + (ptrdiff_t)kb * XS_CH;
+                        for (j = 0; j < taps[g]; ++j) wk[j] = wp[g][j] + (ptrdiff_t)kb * NR;
+                        {block}(taps[g], kc, xk, XS_CH, wk, &acc[g][0][0]);
                     }}
                 }}
-#endif
-                /* MR outputs x NR filters in registers over all the taps, one FMA a product */
-                if (taps > 0) {block}(taps, CIN_G, xp, XS_CH, wp, &acc[0][0]);
-                for (m = 0; m < mr; ++m) {{
-                    float *yo = yn + yoff[m];
+                for (g = 0; g < ng; ++g)
+                for (m = 0; m < mrs[g]; ++m) {{
+                    float *yo = yn + yoff[g][m];
                     for (j = 0; j < nf; ++j) {{
                         const int f = f0 + j;
                         yo[(ptrdiff_t)f * YS_CH] = {store};
@@ -533,7 +562,7 @@ static void {p}_compute(const float *w, const float *x, float *y, int batch)
 }}
 
 """
-    return code, undefs + "\n#undef MR\n#undef PARALLEL_MACS"
+    return code, undefs + "\n#undef MR\n#undef KC\n#undef GB\n#undef PARALLEL_MACS"
 
 
 PARALLEL_MACS = 1 << 20
