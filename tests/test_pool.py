@@ -8,6 +8,7 @@ import concurrent.futures
 import ctypes
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -73,12 +74,26 @@ def test_calls_from_several_python_threads(
 def test_a_forked_child_starts_its_own_workers(
     compiled: tuple[build.CompiledLayer, np.ndarray],
 ) -> None:
-    """The parent's workers do not exist in the child, which resets the pool (pthread_atfork:
-    the lock and condition variable could have been held by a parent's worker at the fork)
-    and starts its own; its calls are right and end (a hang is killed and fails)."""
+    """Forked while another thread of the parent is in a shared call: the parent's workers do
+    not exist in the child, which resets the pool (pthread_atfork: its mutex could have been
+    held at the fork; os.register_at_fork: the Python lock was) and starts its own; the
+    child's calls are right and end (a hang is killed and fails)."""
     lib, x = compiled
+    x = np.concatenate([x] * 40)  # calls long enough that the fork falls inside one
     expected = lib.shared(x, 2)  # the parent's workers are running
+    stop = threading.Event()
+
+    def calls() -> None:  # a parent's thread in shared calls while the fork happens
+        while not stop.is_set():
+            lib.shared(x, 2)
+
+    busy = threading.Thread(target=calls)
+    busy.start()
+    time.sleep(0.05)
     pid = os.fork()
+    if pid != 0:
+        stop.set()
+        busy.join()
     if pid == 0:  # the child: exit code 0 when its calls are right
         ok = all(np.array_equal(lib.shared(x, 2), expected) for _ in range(20))
         os._exit(0 if ok else 1)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -283,13 +284,20 @@ def _cached_library(
     return library
 
 
-@functools.lru_cache(maxsize=4)
+_pool: pool.Pool | None = None
+_pool_lock = threading.Lock()
+
+
 def thread_pool(compiler: str, cache_dir: str | None) -> pool.Pool:
-    """The process's C worker pool (:mod:`tconv.kernels.pool`), built with ``compiler`` the
-    first time (cached in ``cache_dir`` like a layer) and loaded once.  Raises
+    """The process's one C worker pool (:mod:`tconv.kernels.pool`; its C calls layers through
+    function pointers, so it serves layers of any compiler), built with ``compiler`` the first
+    time it is asked for (cached in ``cache_dir`` like a layer) and loaded once.  Raises
     ``RuntimeError`` when the compiler fails."""
-    flags = ("-O2", "-pthread", *STRICT_FLAGS)
-    library = _cached_library(
-        {"tconv_pool.c": pool.SOURCE}, "libtconv_pool.so", compiler, flags, cache_dir
-    )
-    return pool.Pool(library)
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            flags = ("-O2", "-pthread", *STRICT_FLAGS)
+            sources = {"tconv_pool.c": pool.SOURCE}
+            library = _cached_library(sources, "libtconv_pool.so", compiler, flags, cache_dir)
+            _pool = pool.Pool(library)
+        return _pool

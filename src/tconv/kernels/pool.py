@@ -189,8 +189,14 @@ class Pool:
         self._run.argtypes = [vp, vp, vp, vp, ctypes.c_int, ctypes.c_long, ctypes.c_long]
         self._run.restype = ctypes.c_int
         self._lock = threading.Lock()  # one job at a time
+        os.register_at_fork(after_in_child=self._forked)
         spin = os.environ.get("TCONV_SPIN_US", "")
         self.spin_us = int(spin) if spin.strip().isdigit() else SPIN_MICROSECONDS
+
+    def _forked(self) -> None:
+        """In a child forked while another thread held the lock: a new one (the C state
+        resets itself)."""
+        self._lock = threading.Lock()
 
     def run(self, task: int, args: tuple[int, int, int, int], tasks: int, threads: int) -> int:
         """Run tasks ``0 .. tasks - 1`` of the task function at address ``task`` (``int
