@@ -441,7 +441,7 @@ def native(
 
     The C is compiled once per geometry with the system compiler (``$CC``, ``cc``, ``gcc`` or
     ``clang``; ``-O3 -march=native``) and cached under :func:`cache_dir`; a call runs on all
-    cores, its tasks shared by Python threads (:meth:`~tconv.kernels.CompiledLayer.shared`:
+    cores, its tasks shared by C worker threads (:meth:`~tconv.kernels.CompiledLayer.shared`:
     a thread that gets no core in time is not waited for), or with OpenMP for a row-wise
     activation;
     the last few layers stay loaded (a changed kernel or bias is noticed: they are compared
