@@ -34,7 +34,9 @@ def _shared_calls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _pool(lib: build.CompiledLayer) -> pool.Pool:
-    return build.thread_pool(lib.compiler, str(lib.path.parent.parent))
+    workers = build.thread_pool(lib.compiler, str(lib.path.parent.parent))
+    assert workers is not None
+    return workers
 
 
 @pytest.mark.parametrize("spin_us", [0, 50, pool.SPIN_MICROSECONDS])
@@ -120,3 +122,24 @@ def test_a_chunks_error_code_comes_back(
     assert _pool(lib).run(task, args, 12, 2) == -1
     with pytest.raises(ValueError, match="tasks must be at least 1, got 0"):
         _pool(lib).run(task, args, 0, 2)
+
+
+def test_without_a_pool_a_call_is_one_plain_call(
+    compiled: tuple[build.CompiledLayer, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A compiler that cannot build the pool (here: C that does not compile): shared calls
+    are plain calls, right, and the build is not tried on every call."""
+    lib, x = compiled
+    expected = lib(x)
+    monkeypatch.setattr(build, "_pool", None)
+    monkeypatch.setattr(build, "_pool_failed", False)
+    monkeypatch.setattr(pool, "SOURCE", "this is not C;\n")
+    tries = []
+    real = build._cached_library
+    monkeypatch.setattr(build, "_cached_library", lambda *a: tries.append(a) or real(*a))
+    monkeypatch.setattr(lib, "path", tmp_path / "key" / lib.path.name)  # a fresh pool cache
+    for _ in range(3):
+        np.testing.assert_array_equal(lib.shared(x, 2), expected)
+    assert len(tries) == 1 and build.thread_pool(lib.compiler, str(tmp_path)) is None

@@ -172,13 +172,13 @@ class CompiledLayer:
 
     def shared(self, x: np.ndarray, threads: int, out: np.ndarray | None = None) -> np.ndarray:
         """Like calling the layer, with the work shared by the calling thread and the
-        process's ``threads - 1`` C worker threads (:mod:`tconv.kernels.pool`, built with
-        this layer's compiler), each taking the fast style's tasks one at a time (as OpenMP's
-        ``schedule(dynamic, 1)``) without the GIL.  A worker that did not get a core
-        before the chunks ran out is not waited for (an OpenMP call waits for all its threads
-        at the end).  Same result, bit for bit.  A plain call for other styles, row-wise
-        activations, calls of fewer than :data:`~tconv.kernels.emit.PARALLEL_MACS`
-        multiply-adds, or one thread."""
+        process's C worker threads (:func:`thread_pool`: at least ``threads - 1``), each
+        taking the fast style's tasks one at a time (as OpenMP's ``schedule(dynamic, 1)``)
+        without the GIL.  A worker that did not get a core before the tasks ran out is not
+        waited for (an OpenMP call waits for all its threads at the end).  Same result, bit
+        for bit.  A plain call for other styles, row-wise activations, calls of fewer than
+        :data:`~tconv.kernels.emit.PARALLEL_MACS` multiply-adds, one thread, or when the
+        pool cannot be built."""
         macs = self.geometry.macs(np.shape(x)[0]) if np.ndim(x) else 0
         rowwise = cactivations.is_rowwise(self.spec.activation)
         if self._tasks is None or rowwise or threads < 2 or macs < emit.PARALLEL_MACS:
@@ -187,6 +187,8 @@ class CompiledLayer:
         count, run = self._tasks
         total = int(count(x.shape[0]))
         workers = thread_pool(self.compiler, str(self.path.parent.parent))
+        if workers is None:  # no pool on this machine: one plain call
+            return self(x, out)
         args = (self._weights.ctypes.data, x.ctypes.data, out.ctypes.data, x.shape[0])
         code = workers.run(ctypes.cast(run, ctypes.c_void_p).value or 0, args, total, threads)
         if code:
@@ -285,19 +287,24 @@ def _cached_library(
 
 
 _pool: pool.Pool | None = None
+_pool_failed = False  # the pool's build failed once: calls stay on the calling thread
 _pool_lock = threading.Lock()
 
 
-def thread_pool(compiler: str, cache_dir: str | None) -> pool.Pool:
+def thread_pool(compiler: str, cache_dir: str | None) -> pool.Pool | None:
     """The process's one C worker pool (:mod:`tconv.kernels.pool`; its C calls layers through
     function pointers, so it serves layers of any compiler), built with ``compiler`` the first
-    time it is asked for (cached in ``cache_dir`` like a layer) and loaded once.  Raises
-    ``RuntimeError`` when the compiler fails."""
-    global _pool
+    time it is asked for (cached in ``cache_dir`` like a layer) and loaded once; None when
+    that build failed (it is not tried again)."""
+    global _pool, _pool_failed
     with _pool_lock:
-        if _pool is None:
+        if _pool is None and not _pool_failed:
             flags = ("-O2", "-pthread", *STRICT_FLAGS)
             sources = {"tconv_pool.c": pool.SOURCE}
-            library = _cached_library(sources, "libtconv_pool.so", compiler, flags, cache_dir)
-            _pool = pool.Pool(library)
+            try:
+                library = _cached_library(sources, "libtconv_pool.so", compiler, flags, cache_dir)
+            except RuntimeError:
+                _pool_failed = True
+            else:
+                _pool = pool.Pool(library)
         return _pool

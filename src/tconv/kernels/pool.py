@@ -201,9 +201,10 @@ class Pool:
     def run(self, task: int, args: tuple[int, int, int, int], tasks: int, threads: int) -> int:
         """Run tasks ``0 .. tasks - 1`` of the task function at address ``task`` (``int
         fn(const float *w, const float *x, float *y, int batch, long first, long last)``),
-        with ``args`` = (w, x, y addresses, batch), on the calling thread and ``threads - 1``
-        workers, in chunks of one task (at most :data:`MAX_CHUNKS` chunks): 0, or the first
-        non-zero code a chunk returned."""
+        with ``args`` = (w, x, y addresses, batch), on the calling thread and the workers
+        (``threads - 1`` are started if fewer run; more, started by an earlier call, take
+        tasks too), in chunks of one task (at most :data:`MAX_CHUNKS` chunks): 0, or the
+        first non-zero code a chunk returned."""
         if tasks < 1:
             raise ValueError(f"tasks must be at least 1, got {tasks}")
         with self._lock:
