@@ -533,7 +533,7 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                     for (g = 0; g < ng; ++g) {{
                         const float *xk[TAPS * MR], *wk[TAPS];
                         if (taps[g] == 0) continue;
-                        if (kb == 0) {{
+                        if (kb == 0) {{ /* the first chunk: the block's own pointers */
                             {block}(taps[g], kc, xp[g], XS_CH, wp[g], &acc[g][0][0]);
                             continue;
                         }}

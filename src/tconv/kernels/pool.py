@@ -98,7 +98,7 @@ static void *worker(void *unused)
     (void)unused;
     uint64_t seen = __atomic_load_n(&ticket, __ATOMIC_ACQUIRE) >> GEN_SHIFT;
     for (;;) {
-        long until = now_ns() + spin_ns;
+        long until = now_ns() + __atomic_load_n(&spin_ns, __ATOMIC_RELAXED);
         int spins = 0;
         while ((__atomic_load_n(&ticket, __ATOMIC_ACQUIRE) >> GEN_SHIFT) == seen) {
             relax();
@@ -131,7 +131,7 @@ int tconv_pool_start(int threads, long spin_us)
     static int registered;
     if (!registered && pthread_atfork(NULL, NULL, forked_child) == 0)
         registered = 1;
-    spin_ns = spin_us * 1000L;
+    __atomic_store_n(&spin_ns, spin_us * 1000L, __ATOMIC_RELAXED); /* workers read it */
     while (workers < threads - 1) {
         pthread_t thread;
         pthread_attr_t attr;
