@@ -143,3 +143,14 @@ def test_without_a_pool_a_call_is_one_plain_call(
     for _ in range(3):
         np.testing.assert_array_equal(lib.shared(x, 2), expected)
     assert len(tries) == 1 and build.thread_pool(lib.compiler, str(tmp_path)) is None
+
+
+def test_a_bad_spin_time_is_named(
+    compiled: tuple[build.CompiledLayer, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib, _ = compiled
+    monkeypatch.setenv("TCONV_SPIN_US", "2ms")
+    with pytest.raises(ValueError, match="TCONV_SPIN_US must be a whole number .* got '2ms'"):
+        pool.Pool(_pool(lib)._lib._name)  # type: ignore[attr-defined]
+    monkeypatch.setenv("TCONV_SPIN_US", "0")
+    assert pool.Pool(_pool(lib)._lib._name).spin_us == 0  # type: ignore[attr-defined]

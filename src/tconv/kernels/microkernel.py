@@ -143,9 +143,9 @@ CHANNEL_BLOCKS: dict[str, tuple[int, int, int]] = {"avx2": (384, 256, 12)}
 (channels of a group), the layer loop runs ``KC`` of them at a time over ``GB`` register
 blocks, so that those blocks share each chunk of weights while it is in the L2 cache.
 Measured on a Zen 3 (512 KiB L2) with ``bench/fast_c_variants.py``: seed_k4 0.87 -> 0.94 of
-the 1-thread OpenBLAS bound.  Not for AVX-512, whose L2 here held the weights (no gain when
-measured), nor NEON and the portable C: unmeasured, and ``GB`` blocks of accumulators on the
-stack (9 KiB) would not suit a microcontroller's."""
+the 1-thread OpenBLAS bound.  Not for AVX-512 (chunks measured no gain on the AVX-512
+machine of an earlier session, 1 MiB L2), nor NEON and the portable C: unmeasured, and
+``GB`` blocks of accumulators on the stack (9 KiB) would not suit a microcontroller's."""
 
 
 def channel_blocks(kc: int) -> dict[str, tuple[int, int]]:

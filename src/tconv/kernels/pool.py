@@ -16,8 +16,9 @@ runs those chunks on the calling thread and on persistent worker threads, withou
 - after ``fork()`` the child has no workers; the library notices (``pthread_atfork``) and
   starts its own on its first call.
 
-The job is one 64-bit word (generation, chunk count, next chunk) changed only by atomic
-fetch-add, so a late worker can never take a chunk of a job that has finished.
+The job is one 64-bit word (generation, chunk count, next chunk): the caller stores a new one
+per call, everyone takes chunks by atomic fetch-add on it, so a late worker can never take a
+chunk of a job that has finished.
 """
 
 from __future__ import annotations
@@ -31,10 +32,8 @@ SPIN_MICROSECONDS = 2000
 MAX_CHUNKS = (1 << 20) - 1024  # the chunk fields of the job word are 20 bits wide
 
 SOURCE = r"""
-#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <time.h>
 
 typedef int (*tconv_task_fn)(const float *, const float *, float *, int, long, long);
@@ -190,8 +189,12 @@ class Pool:
         self._run.restype = ctypes.c_int
         self._lock = threading.Lock()  # one job at a time
         os.register_at_fork(after_in_child=self._forked)
-        spin = os.environ.get("TCONV_SPIN_US", "")
-        self.spin_us = int(spin) if spin.strip().isdigit() else SPIN_MICROSECONDS
+        spin = os.environ.get("TCONV_SPIN_US")
+        if spin is not None and not spin.strip().isdigit():
+            raise ValueError(
+                f"TCONV_SPIN_US must be a whole number of microseconds (0 or more), got {spin!r}"
+            )
+        self.spin_us = SPIN_MICROSECONDS if spin is None else int(spin)
 
     def _forked(self) -> None:
         """In a child forked while another thread held the lock: a new one (the C state
