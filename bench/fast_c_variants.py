@@ -37,7 +37,10 @@ from tconv.cexport.spec import from_layer
 from tconv.kernels import emit
 
 NAME = "tconv_layer"
-BLOCK = rf"{NAME}_block\(taps\[g\], kc, (xp\[g\]|xk), XS_CH, (wp\[g\]|wk), &acc\[g\]\[0\]\[0\]\);"
+BLOCK = (
+    rf"{NAME}_block\(taps\[g\], kc, (xp\[g\]|xk), XS_CH, (wp\[g\]|wk), &acc\[g\]\[0\]\[0\], "
+    r"stream\);"
+)
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "as_is": [],
     "hot_y": [(r"float \*yo = yn \+ yoff\[g\]\[m\];", "float *yo = yn + (yoff[g][m] & 16383);")],

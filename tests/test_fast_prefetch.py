@@ -99,3 +99,23 @@ def test_gnu_build_prefetches_the_outputs(cc: str, tmp_path: Path) -> None:
         asm = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
         found[spec.channels_first] = re.findall(r"\bprefetchw\b", asm)
     assert found[False] and found[True], found
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_avx2_first_reader_prefetches_the_weights(cc: str, tmp_path: Path) -> None:
+    """The AVX2 block (two column passes of a 32-filter row) has a streaming loop that asks for
+    the weights ahead (``prefetcht0``), for the call that reads them first; the AVX-512 block
+    reads whole rows in one pass and has none.  (-mprfchw: the output prefetches are then
+    ``prefetchw``, not counted.)"""
+    tool(cc)
+    layer, shape = _layers()[0]
+    spec = cexport.spec.from_layer(layer, shape, "w0")
+    assert emit.block_sizes(spec)[1] == 32
+    (tmp_path / "w0.h").write_text(emit.header_source(spec, 1))
+    (tmp_path / "w0.c").write_text(emit.library_source(spec, "fast"))
+    counts = {}
+    for isa, flags in {"avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f", "-mfma"]}.items():
+        cmd = [cc, "-O2", *flags, "-mprfchw", "-S", "-o", "-", "w0.c"]
+        asm = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+        counts[isa] = len(re.findall(r"\bprefetcht0\b", asm))
+    assert counts["avx2"] >= 2 and counts["avx512"] == 0, counts

@@ -530,16 +530,21 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                  * those channels while they are in the L2 cache */
                 for (kb = 0; kb < CIN_G; kb += KC) {{
                     const int kc = CIN_G - kb < KC ? CIN_G - kb : KC;
+                    /* the first block to run reads this chunk of weights from memory: the
+                     * task's first for this phase, or any group's first with channel chunks */
+                    int stream = t0 == b0 * MR || KC < CIN_G;
                     for (g = 0; g < ng; ++g) {{
                         const float *xk[TAPS * MR], *wk[TAPS];
                         if (taps[g] == 0) continue;
                         if (kb == 0) {{ /* the first chunk: the block's own pointers */
-                            {block}(taps[g], kc, xp[g], XS_CH, wp[g], &acc[g][0][0]);
+                            {block}(taps[g], kc, xp[g], XS_CH, wp[g], &acc[g][0][0], stream);
+                            stream = 0;
                             continue;
                         }}
                         for (j = 0; j < taps[g] * MR; ++j) xk[j] = xp[g][j] + (ptrdiff_t)kb * XS_CH;
                         for (j = 0; j < taps[g]; ++j) wk[j] = wp[g][j] + (ptrdiff_t)kb * NR;
-                        {block}(taps[g], kc, xk, XS_CH, wk, &acc[g][0][0]);
+                        {block}(taps[g], kc, xk, XS_CH, wk, &acc[g][0][0], stream);
+                        stream = 0;
                     }}
                 }}
                 for (g = 0; g < ng; ++g)
