@@ -37,10 +37,7 @@ from tconv.cexport.spec import from_layer
 from tconv.kernels import emit
 
 NAME = "tconv_layer"
-BLOCK = (
-    rf"{NAME}_block\(taps\[g\], kc, (xp\[g\]|xk), XS_CH, (wp\[g\]|wk), &acc\[g\]\[0\]\[0\], "
-    r"stream\);"
-)
+BLOCK = rf"{NAME}_block\(taps\[g\], kc, xc, XS_CH, wc, &acc\[g\]\[0\]\[0\], stream\);"
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "as_is": [],
     "hot_y": [(r"float \*yo = yn \+ yoff\[g\]\[m\];", "float *yo = yn + (yoff[g][m] & 16383);")],
@@ -53,7 +50,7 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
             "wp[ng][taps[ng]] = w + (ptrdiff_t)taps[ng] * CIN_G * NR; ++taps[ng];",
         )
     ],
-    "no_block": [(BLOCK, "(void)xk; (void)wk;")],
+    "no_block": [(BLOCK, "(void)xc; (void)wc;")],
     **{
         f"kc{kc}_gb{gb}": [(r"#define KC \w+\n#define GB \d+", f"#define KC {kc}\n#define GB {gb}")]
         for kc, gb in [(128, 12), (256, 1), (256, 12), (512, 12), (4096, 1)]

@@ -535,15 +535,16 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                     int stream = t0 == b0 * MR || KC < CIN_G;
                     for (g = 0; g < ng; ++g) {{
                         const float *xk[TAPS * MR], *wk[TAPS];
+                        const float *const *xc = xp[g], *const *wc = wp[g]; /* the first chunk */
                         if (taps[g] == 0) continue;
-                        if (kb == 0) {{ /* the first chunk: the block's own pointers */
-                            {block}(taps[g], kc, xp[g], XS_CH, wp[g], &acc[g][0][0], stream);
-                            stream = 0;
-                            continue;
+                        if (kb > 0) {{ /* a later chunk: the pointers moved on by kb channels */
+                            for (j = 0; j < taps[g] * MR; ++j)
+                                xk[j] = xp[g][j] + (ptrdiff_t)kb * XS_CH;
+                            for (j = 0; j < taps[g]; ++j) wk[j] = wp[g][j] + (ptrdiff_t)kb * NR;
+                            xc = xk;
+                            wc = wk;
                         }}
-                        for (j = 0; j < taps[g] * MR; ++j) xk[j] = xp[g][j] + (ptrdiff_t)kb * XS_CH;
-                        for (j = 0; j < taps[g]; ++j) wk[j] = wp[g][j] + (ptrdiff_t)kb * NR;
-                        {block}(taps[g], kc, xk, XS_CH, wk, &acc[g][0][0], stream);
+                        {block}(taps[g], kc, xc, XS_CH, wc, &acc[g][0][0], stream);
                         stream = 0;
                     }}
                 }}
