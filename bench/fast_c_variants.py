@@ -37,7 +37,7 @@ from tconv.cexport.spec import from_layer
 from tconv.kernels import emit
 
 NAME = "tconv_layer"
-BLOCK = rf"{NAME}_block\(taps\[g\], kc, xc, XS_CH, wc, &acc\[g\]\[0\]\[0\], stream\);"
+BLOCK = rf"{NAME}_block\(taps\[g\], kc, xc, XS_CH, wc, &acc\[g\]\[0\]\[0\], kb == 0, stream\);"
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "as_is": [],
     "hot_y": [(r"float \*yo = yn \+ yoff\[g\]\[m\];", "float *yo = yn + (yoff[g][m] & 16383);")],

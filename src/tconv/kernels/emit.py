@@ -478,18 +478,21 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                 for (ng = 0; ng < GB && t0 + ng * MR < total && t0 + ng * MR < b1 * MR; ++ng) {{
                     const int t = t0 + ng * MR;
                     const int mr = total - t < MR ? total - t : MR;
+                    /* output t of the phase is (u0, u1, u2) in its n0 x n1 x n2 outputs */
+                    int u0 = t / (n1 * n2), u1 = t / n2 % n1, u2 = t % n2;
                     mrs[ng] = mr;
                     taps[ng] = 0;
-                    for (m = 0; m < MR; ++m) {{
-                        const int tm = t + (m < mr ? m : 0); /* rows past mr are never stored */
-                        const int u0 = tm / (n1 * n2), u1 = tm / n2 % n1, u2 = tm % n2;
+                    for (m = 0; m < MR; ++m) {{ /* rows past mr are neither read nor stored */
                         q0[m] = {t("qfirst", 0)}[r0] + u0;
                         q1[m] = {t("qfirst", 1)}[r1] + u1;
                         q2[m] = {t("qfirst", 2)}[r2] + u2;
                         yoff[ng][m] = (ptrdiff_t)({t("first", 0)}[r0] + S0 * u0) * YS0
                             + (ptrdiff_t)({t("first", 1)}[r1] + S1 * u1) * YS1
                             + (ptrdiff_t)({t("first", 2)}[r2] + S2 * u2) * YS2;
-                        for (j = 0; j < NR; ++j) acc[ng][m][j] = 0.0f;
+                        if (++u2 == n2) {{ /* the next output of the phase */
+                            u2 = 0;
+                            if (++u1 == n1) {{ u1 = 0; ++u0; }}
+                        }}
                     }}
                     for (a = {t("tap", 0)}[r0]; a < {t("tap", 0)}[r0 + 1]; ++a)
                     for (b = {t("tap", 1)}[r1]; b < {t("tap", 1)}[r1 + 1]; ++b)
@@ -510,6 +513,11 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                         if (live == 0) continue; /* this tap reaches none of the block */
                         wp[ng][taps[ng]++] = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;
                     }}
+                    /* no tap reaches these outputs: bias alone (else the first chunk's call
+                     * starts the sums from zero) */
+                    if (taps[ng] == 0)
+                        for (m = 0; m < MR; ++m)
+                            for (j = 0; j < NR; ++j) acc[ng][m][j] = 0.0f;
 #if defined(__GNUC__)
                     /* ask for the block's output lines now: its products hide the wait for
                      * memory (without, the stores after them stall on it: unet_k3 7-15 %) */
@@ -544,7 +552,7 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                             xc = xk;
                             wc = wk;
                         }}
-                        {block}(taps[g], kc, xc, XS_CH, wc, &acc[g][0][0], stream);
+                        {block}(taps[g], kc, xc, XS_CH, wc, &acc[g][0][0], kb == 0, stream);
                         stream = 0;
                     }}
                 }}

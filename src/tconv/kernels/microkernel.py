@@ -60,6 +60,7 @@ class Isa:
     store: str  # "{p}", "{v}"
     broadcast: str  # "{x}": a float
     fma: str  # "{a} += {w} * {b}", returns the new {a}
+    zero: str  # a vector of zeros
     prefetch: str | None = None  # "{p}": ask for the line at p; None: the branch never does
 
 
@@ -75,6 +76,7 @@ ISAS: tuple[Isa, ...] = (
         "_mm512_storeu_ps({p}, {v})",
         "_mm512_set1_ps({x})",
         "_mm512_fmadd_ps({w}, {b}, {a})",
+        "_mm512_setzero_ps()",
     ),
     Isa(
         "avx2",
@@ -87,6 +89,7 @@ ISAS: tuple[Isa, ...] = (
         "_mm256_storeu_ps({p}, {v})",
         "_mm256_set1_ps({x})",
         "_mm256_fmadd_ps({w}, {b}, {a})",
+        "_mm256_setzero_ps()",
         "_mm_prefetch((const char *)({p}), _MM_HINT_T0)",
     ),
     Isa(
@@ -100,6 +103,7 @@ ISAS: tuple[Isa, ...] = (
         "vst1q_f32({p}, {v})",
         "vdupq_n_f32({x})",
         "vfmaq_f32({a}, {w}, {b})",
+        "vdupq_n_f32(0.0f)",
     ),
 )
 PORTABLE = "portable"
@@ -220,7 +224,7 @@ def _vector_branch(isa: Isa, mr: int, nr: int) -> list[str]:
             )
             for m in range(rt):
                 inits = ", ".join(
-                    f"{accs[m][v]} = "
+                    f"{accs[m][v]} = fresh ? {isa.zero} : "
                     + isa.load.format(p=f"acc + {(r0 + m) * nr + c0 + v * isa.lanes}")
                     for v in range(cv)
                 )
@@ -300,7 +304,8 @@ def _portable_branch(mr: int, nr: int) -> list[str]:
                 gcc.append(f"        {{ const float b = xt[{r0 + m}][kx]; {fmas} }}")
             gcc.append("    } }")
             gcc += [
-                f"    acc[{(r0 + m) * nr + c0 + v * vw} + j] += s{m}_{v};"
+                f"    {{ float *a = acc + {(r0 + m) * nr + c0 + v * vw} + j; "
+                f"*a = fresh ? s{m}_{v} : *a + s{m}_{v}; }}"
                 for m in range(rt)
                 for v in range(h)
             ]
@@ -323,7 +328,8 @@ def _portable_branch(mr: int, nr: int) -> list[str]:
                 clang.append("        }")
             clang.append("    } }")
             clang += [
-                f"    acc[{(r0 + m) * nr + c0 + n}] += t{m}_{n};"
+                f"    {{ float *a = acc + {(r0 + m) * nr + c0 + n}; "
+                f"*a = fresh ? t{m}_{n} : *a + t{m}_{n}; }}"
                 for m in range(rt)
                 for n in range(cols)
             ]
@@ -364,7 +370,7 @@ def source(name: str, rows: int | Mapping[str, int], nr: int) -> str:
         " * target (see tconv.kernels.microkernel); stream: this call reads the weights first",
         " * (from memory), and on AVX2 asks for them ahead. */",
         f"static void {name}(int taps, int kc, const float *const *x, ptrdiff_t xs, "
-        "const float *const *w, float *acc, int stream)",
+        "const float *const *w, float *acc, int fresh, int stream)",
         "{",
     ]
     body: list[str] = []
