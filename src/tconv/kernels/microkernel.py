@@ -2,12 +2,14 @@
 
 The function computes, for ``m < MR`` and ``n < NR``::
 
-    acc[m * NR + n] += sum over t < taps, k < kc of x[t * MR + m][k * xs] * w[t][k * NR + n]
+    acc[m * NR + n] = (fresh ? 0 : acc[m * NR + n])
+                      + sum over t < taps, k < kc of x[t * MR + m][k * xs] * w[t][k * NR + n]
 
 For each of ``taps`` products, ``x`` holds MR row pointers (the rows of a GEMM's left matrix,
 each read with element stride ``xs``) and ``w`` one pointer to ``kc`` rows of NR floats (the
-packed right matrix); ``acc`` is MR x NR floats, row after row, loaded into registers once and
-stored once for all the taps.  The fast style of a layer calls it once per register block, with
+packed right matrix); ``acc`` is MR x NR floats, row after row, loaded into registers once (or
+started at zero: ``fresh``, a block's first chunk of channels) and stored once for all the
+taps.  The fast style of a layer calls it once per register block, with
 the taps of its phase; forward convolutions (taps = kernel positions) and dense layers
 (``taps = 1``) are the same sum and can call it too.
 
@@ -348,13 +350,16 @@ def _portable_branch(mr: int, nr: int) -> list[str]:
 
 def source(name: str, rows: int | Mapping[str, int], nr: int) -> str:
     """The C of ``static void NAME(int taps, int kc, const float *const *x, ptrdiff_t xs,
-    const float *const *w, float *acc, int stream)`` for blocks of ``rows`` x ``nr``: ``rows``
-    is MR, or MR per target (as :func:`block_rows` gives, with :func:`target_source` for the
-    matching macro).  ``stream`` is nonzero for the call that reads its weights first, from
-    memory: on AVX2, whose block is two column passes that each read every other line of a
-    weight row, that call asks for both lines of the row :data:`PREFETCH_ROWS` ahead (measured
-    on a Zen 4: seed_k3's AVX2 build 8.1 -> 6.5 ms with 64-byte aligned weights); the other
-    calls read the weights from L2, where the prefetches only cost (unet_k3 +10 %).
+    const float *const *w, float *acc, int fresh, int stream)`` for blocks of ``rows`` x
+    ``nr``: ``rows`` is MR, or MR per target (as :func:`block_rows` gives, with
+    :func:`target_source` for the matching macro).  With ``fresh`` nonzero the sums start
+    from zero instead of ``acc`` (so the layer loop zeroes nothing: vol3d_k3's AVX2 build
+    spent 3 % of its time doing so, in ``rep stos``).  ``stream`` is nonzero for the call
+    that reads its weights first, from memory: on AVX2, whose block is two column passes
+    that each read every other line of a weight row, that call asks for both lines of the row
+    :data:`PREFETCH_ROWS` ahead (measured on a Zen 4: seed_k3's AVX2 build 8.1 -> 6.5 ms with
+    64-byte aligned weights); the other calls read the weights from L2, where the prefetches
+    only cost (unet_k3 +10 %).
     File scope: the intrinsics' headers, then the function; needs ``<stddef.h>``."""
     targets = branches(nr)
     mrs = rows if isinstance(rows, Mapping) else {t: rows for t in NAMES}
@@ -367,8 +372,9 @@ def source(name: str, rows: int | Mapping[str, int], nr: int) -> str:
     lines += [
         f"/* acc[m*{nr} + n] += sum over t < taps, k < kc of x[t*MR + m][k*xs] * w[t][k*{nr} + n]",
         f" * for m < MR, n < {nr} (MR per target): the register-blocked product, tiles per",
-        " * target (see tconv.kernels.microkernel); stream: this call reads the weights first",
-        " * (from memory), and on AVX2 asks for them ahead. */",
+        " * target (see tconv.kernels.microkernel), starting from 0 instead of acc when fresh;",
+        " * stream: this call reads the weights first (from memory), and on AVX2 asks for them",
+        " * ahead. */",
         f"static void {name}(int taps, int kc, const float *const *x, ptrdiff_t xs, "
         "const float *const *w, float *acc, int fresh, int stream)",
         "{",
