@@ -513,11 +513,6 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                         if (live == 0) continue; /* this tap reaches none of the block */
                         wp[ng][taps[ng]++] = wb + (ptrdiff_t)((a * K1 + b) * K2 + c) * CIN_G * NR;
                     }}
-                    /* no tap reaches these outputs: bias alone (else the first chunk's call
-                     * starts the sums from zero) */
-                    if (taps[ng] == 0)
-                        for (m = 0; m < MR; ++m)
-                            for (j = 0; j < NR; ++j) acc[ng][m][j] = 0.0f;
 #if defined(__GNUC__)
                     /* ask for the block's output lines now: its products hide the wait for
                      * memory (without, the stores after them stall on it: unet_k3 7-15 %) */
@@ -533,7 +528,8 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                     }}
 #endif
                 }}
-                /* MR outputs x NR filters in registers over all the taps, one FMA a product;
+                /* MR outputs x NR filters in registers over all the taps, one FMA a product,
+                 * from zero on the first chunk (a block no tap reaches gets zeros: bias alone);
                  * KC channels at a time for all the blocks, so that they share the weights of
                  * those channels while they are in the L2 cache */
                 for (kb = 0; kb < CIN_G; kb += KC) {{
@@ -544,7 +540,6 @@ static void {p}_run(const float *w, const float *x, float *y, int batch, long fi
                     for (g = 0; g < ng; ++g) {{
                         const float *xk[TAPS * MR], *wk[TAPS];
                         const float *const *xc = xp[g], *const *wc = wp[g]; /* the first chunk */
-                        if (taps[g] == 0) continue;
                         if (kb > 0) {{ /* a later chunk: the pointers moved on by kb channels */
                             for (j = 0; j < taps[g] * MR; ++j)
                                 xk[j] = xp[g][j] + (ptrdiff_t)kb * XS_CH;
