@@ -298,6 +298,7 @@ def test_aligned_empty() -> None:
 def test_shared_library_through_ctypes(style: str, tmp_path: Path) -> None:
     layer, shape = grid_layers()[13]  # channels_first
     lib = cexport.build_shared(layer, shape, style=style, cache_dir=tmp_path)
+    assert lib._weights.ctypes.data % 64 == 0  # a copy on a cache line (see CompiledLayer)
     for batch in (0, 1, 4):
         x = np.random.default_rng(batch).uniform(-1, 1, (batch, *shape)).astype(np.float32)
         assert_close(lib(x), project.expected_output(layer, x), terms=9 * 3)

@@ -166,6 +166,23 @@ def test_model_with_weights_file_and_a_style_verifies(small_models, tmp_path, ke
     assert done.returncode == 1 and "bad magic" in done.stderr
 
 
+def test_every_step_s_weights_start_on_a_cache_line(small_models, tmp_path) -> None:  # noqa: ANN001
+    """Each step's weights start at a multiple of 16 floats (64 bytes) of the weight array
+    (zeros between steps), and gcc puts the inline array on a 64-byte line: an AVX2 build's
+    weight loads 16 bytes past a line straddle two (seed_k5_b8 6 % slower on a Zen 4)."""
+    import ctypes
+
+    path, xs = small_models["decoder"]
+    tconv.export_c(tk.load_model(path), tmp_path, name="m", test_input=xs)
+    source = (tmp_path / "m.c").read_text()
+    offsets = [int(n) for n in re.findall(r"const float \*W = weights \+ (\d+);", source)]
+    assert len(offsets) >= 3 and offsets[-1] > 0 and all(o % 16 == 0 for o in offsets)
+    cexport.compile_c(["m.c", "m_weights.c"], "libmw.so", cflags=["-O2"], shared=True, cwd=tmp_path)
+    lib = ctypes.CDLL(str(tmp_path / "libmw.so"))
+    assert ctypes.addressof(ctypes.c_float.in_dll(lib, "m_weights")) % 64 == 0
+    assert verify_model(tk.load_model(path), tmp_path, "m", keras=True)[0]
+
+
 def test_channels_first_torch_layer_is_one_node_and_verifies(tmp_path: Path) -> None:
     torch = peer("torch")
     from tconv.torch import ConvTranspose2d
