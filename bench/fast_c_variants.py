@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from tconv import benchmark
 from tconv.cexport.spec import from_layer
 from tconv.kernels import emit
+from tconv.kernels.build import aligned_empty
 
 NAME = "tconv_layer"
 BLOCK = rf"{NAME}_block\(taps\[g\], kc, xc, XS_CH, wc, &acc\[g\]\[0\]\[0\], kb == 0, stream\);"
@@ -90,7 +91,8 @@ def main() -> None:
     layer = case.layer(rng)
     x = case.input(rng)
     spec = from_layer(layer, x.shape[1:], NAME)
-    blob = emit.weight_blob(spec, "fast")
+    blob = aligned_empty((emit.weight_blob(spec, "fast").size,))  # as CompiledLayer holds it
+    blob[:] = emit.weight_blob(spec, "fast")
     expected = layer(x, "reference")
     folder = Path(tempfile.mkdtemp(prefix="tconv-variants-"))
     (folder / f"{NAME}.h").write_text(emit.header_source(spec, blob.size))
