@@ -306,6 +306,27 @@ def test_shared_library_through_ctypes(style: str, tmp_path: Path) -> None:
         lib(np.zeros((1, 2, 2, 2), np.float32))
 
 
+@pytest.mark.parametrize("small", [0, 1 << 40])
+def test_both_task_orders_give_the_call(small: int, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The fast style numbers a call's tasks with the filter block or the item varying fastest
+    (weights up to emit.SMALL_WEIGHTS bytes or more): either order gives the engine's output,
+    bit for bit the same, on a layer with groups, 3 filter blocks a group and a batch of 16 (past PARALLEL_MACS),
+    in one call and shared by threads."""
+    layer = make_layer((3, 3), 8, 80, strides=(2, 2), crops=[(1, 0), (0, 1)], groups=2, seed=4)
+    x = np.random.default_rng(5).uniform(-1, 1, (16, 5, 6, 8)).astype(np.float32)
+    outputs = []
+    for limit in (small, 1 << 40 if small == 0 else 0):
+        monkeypatch.setattr(emit, "SMALL_WEIGHTS", limit)
+        source = emit.library_source(cexport.spec.from_layer(layer, (5, 6, 8), "t"), "fast")
+        varies = "filter block" if limit else "item"
+        assert f"/* the {varies} varies fastest:" in source
+        lib = cexport.build_shared(layer, (5, 6, 8), cache_dir=tmp_path / str(limit))
+        outputs.append((lib(x), lib.shared(x, 2)))
+    assert_close(outputs[0][0], project.expected_output(layer, x), terms=9 * 4)
+    for whole, shared in outputs:
+        assert np.array_equal(whole, outputs[0][0]) and np.array_equal(shared, whole)
+
+
 def test_inline_export_as_shared_library(tmp_path: Path) -> None:
     """The library part of an export (every .c but test_*.c) builds with -O3 -march=native
     -fPIC -shared and is callable through ctypes; error codes for bad arguments."""
