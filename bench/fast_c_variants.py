@@ -10,7 +10,12 @@ Variants (text edits of the generated C; wrong results on purpose, except ``as_i
 - ``hot_y``: outputs stored into a 16 Ki-float window that stays in cache;
 - ``hot_x``: every register block reads the same input rows (in L1);
 - ``hot_w``: every register block reads the same weights (the layer's first taps);
-- ``no_block``: the micro-kernel call removed (the per-block set-up, zeroing and stores).
+- ``no_block``: the micro-kernel call removed (the per-block set-up, zeroing and stores);
+- ``item_fastest`` / ``block_fastest``: a call's tasks numbered the other way than the layer's
+  weights chose (``tconv.kernels.emit._task_order``; the same results).
+
+``--weights-offset B`` starts the weights B bytes past a 64-byte line (16: where NumPy starts
+large arrays; the AVX2 build's loads then straddle lines).
 
 Prints GFLOP/s and the ratio to the bound: best of ``--rounds`` x ``--calls``, and the median
 over rounds of the ratio of each round's bests. The method of
@@ -39,7 +44,9 @@ from tconv.kernels.build import aligned_empty
 
 NAME = "tconv_layer"
 BLOCK = rf"{NAME}_block\(taps\[g\], kc, xc, XS_CH, wc, &acc\[g\]\[0\]\[0\], kb == 0, stream\);"
-VARIANTS: dict[str, list[tuple[str, str]]] = {
+_BLOCK_FASTEST = emit._task_order(0)
+_ITEM_FASTEST = emit._task_order(emit.SMALL_WEIGHTS + 1)
+VARIANTS: dict[str, list[tuple[str, str | Callable[[re.Match[str]], str]]]] = {
     "as_is": [],
     "hot_y": [(r"float \*yo = yn \+ yoff\[g\]\[m\];", "float *yo = yn + (yoff[g][m] & 16383);")],
     "hot_x": [
@@ -52,6 +59,8 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
         )
     ],
     "no_block": [(BLOCK, "(void)xc; (void)wc;")],
+    "item_fastest": [(re.escape(_BLOCK_FASTEST), lambda _: _ITEM_FASTEST)],
+    "block_fastest": [(re.escape(_ITEM_FASTEST), lambda _: _BLOCK_FASTEST)],
     **{
         f"kc{kc}_gb{gb}": [(r"#define KC \w+\n#define GB \d+", f"#define KC {kc}\n#define GB {gb}")]
         for kc, gb in [(128, 12), (256, 1), (256, 12), (512, 12), (4096, 1)]
@@ -63,7 +72,8 @@ def variant(source: str, name: str) -> str:
     """``source`` with the edits (regular expressions) of variant ``name``; ValueError if the
     C no longer matches."""
     for pattern, new in VARIANTS[name]:
-        source, count = re.subn(pattern, lambda _, new=new: new, source)
+        edit = new if callable(new) else lambda _, new=new: new
+        source, count = re.subn(pattern, edit, source)
         if count == 0:
             raise ValueError(f"variant {name}: the generated C has no {pattern!r} any more")
     return source
@@ -85,14 +95,17 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--weights-offset", type=int, default=0, choices=range(0, 64, 4))
     args = parser.parse_args()
     case = next(c for c in benchmark.SUITE if c.name == args.case)
     rng = np.random.default_rng(0)
     layer = case.layer(rng)
     x = case.input(rng)
     spec = from_layer(layer, x.shape[1:], NAME)
-    blob = aligned_empty((emit.weight_blob(spec, "fast").size,))  # as CompiledLayer holds it
-    blob[:] = emit.weight_blob(spec, "fast")
+    packed = emit.weight_blob(spec, "fast")
+    skip = args.weights_offset // 4  # floats past the line (0: as CompiledLayer holds them)
+    blob = aligned_empty((packed.size + skip,))[skip:]
+    blob[:] = packed
     expected = layer(x, "reference")
     folder = Path(tempfile.mkdtemp(prefix="tconv-variants-"))
     (folder / f"{NAME}.h").write_text(emit.header_source(spec, blob.size))

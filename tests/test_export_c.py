@@ -310,8 +310,8 @@ def test_shared_library_through_ctypes(style: str, tmp_path: Path) -> None:
 def test_both_task_orders_give_the_call(small: int, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """The fast style numbers a call's tasks with the filter block or the item varying fastest
     (weights up to emit.SMALL_WEIGHTS bytes or more): either order gives the engine's output,
-    bit for bit the same, on a layer with groups, 3 filter blocks a group and a batch of 16 (past PARALLEL_MACS),
-    in one call and shared by threads."""
+    bit for bit the same, on a layer with groups, 3 filter blocks a group and a batch of 16
+    (past PARALLEL_MACS), in one call and shared by threads."""
     layer = make_layer((3, 3), 8, 80, strides=(2, 2), crops=[(1, 0), (0, 1)], groups=2, seed=4)
     x = np.random.default_rng(5).uniform(-1, 1, (16, 5, 6, 8)).astype(np.float32)
     outputs = []
