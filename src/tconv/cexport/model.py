@@ -157,9 +157,10 @@ def build_export(
         if node.op == "conv_transpose":
             specs[i] = from_layer(node.params["op"], shapes[node.inputs[0]], prefix)
         steps.append(step)
-        if at % WEIGHT_ALIGN:  # each step's weights start on a cache line, as the array does
-            blobs.append(np.zeros(WEIGHT_ALIGN - at % WEIGHT_ALIGN, np.float32))
-            at += WEIGHT_ALIGN - at % WEIGHT_ALIGN
+        pad = -at % WEIGHT_ALIGN  # each step's weights start on a cache line, as the array does
+        if pad:
+            blobs.append(np.zeros(pad, np.float32))
+            at += pad
         offsets.append(at)
         blobs.append(step.weights.astype(np.float32).reshape(-1))
         at += step.weights.size
